@@ -1,0 +1,206 @@
+//! Configuration an application loads from its own TOML, YAML, environment...
+//!
+//! ```
+//! let text = r#"
+//! transport_url = "memory://"
+//! [notifications]
+//! driver = ["messagingv2"]
+//! topics = ["notifications"]
+//! retry = 3
+//! [listener]
+//! pool = "billing"
+//! allow_requeue = true
+//! [options]
+//! send_timeout = "5"
+//! "#;
+//! let config: messaging_core::MessagingConfig = toml::from_str(text).unwrap();
+//! assert_eq!(config.notifications.retry, Some(3));
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::listener::{NotificationListenerBuilder, DEFAULT_MAX_CONCURRENCY};
+use crate::notification::ContextSanitizer;
+use crate::notifier::{NotifierBuilder, RoutingSink};
+use crate::registry::DriverRegistry;
+use crate::retry::Retry;
+use crate::transport::Transport;
+use crate::url::TransportUrl;
+
+/// Everything the framework reads from configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingConfig {
+    /// The transport URL (default `memory://`).
+    #[serde(default = "default_url")]
+    pub transport_url: String,
+    /// Driver options (the URL's query overrides them).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Notifier settings (oslo's `[oslo_messaging_notifications]`).
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+    /// Listener settings.
+    #[serde(default)]
+    pub listener: ListenerConfig,
+}
+
+fn default_url() -> String {
+    "memory://".to_owned()
+}
+
+/// Notifier settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Notifier drivers by oslo's names (`messagingv2`, `log`, `noop`, `test`, `routing`).
+    #[serde(default = "default_drivers")]
+    pub driver: Vec<String>,
+    /// Topics (default `notifications`).
+    #[serde(default = "default_topics")]
+    pub topics: Vec<String>,
+    /// Retries: none or -1 forever, 0 none, N at most N.
+    #[serde(default)]
+    pub retry: Option<i64>,
+    /// Rules file for the `routing` driver.
+    #[serde(default)]
+    pub routing_config: Option<PathBuf>,
+    /// Context keys removed before sending (default: the usual secrets).
+    #[serde(default)]
+    pub secret_keys: Option<Vec<String>>,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            driver: default_drivers(),
+            topics: default_topics(),
+            retry: None,
+            routing_config: None,
+            secret_keys: None,
+        }
+    }
+}
+
+fn default_drivers() -> Vec<String> {
+    vec!["messagingv2".to_owned()]
+}
+
+fn default_topics() -> Vec<String> {
+    vec![crate::notifier::DEFAULT_TOPIC.to_owned()]
+}
+
+/// Listener settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// The pool (consumer group).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Allow requeue.
+    #[serde(default)]
+    pub allow_requeue: bool,
+    /// Bound on handlers running at once.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Batch size (batch listeners).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Batch timeout in seconds (batch listeners).
+    #[serde(default)]
+    pub batch_timeout: Option<f64>,
+    /// Seconds `stop` lets handlers finish.
+    #[serde(default)]
+    pub stop_timeout: Option<f64>,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            pool: None,
+            allow_requeue: false,
+            max_concurrency: default_concurrency(),
+            batch_size: None,
+            batch_timeout: None,
+            stop_timeout: None,
+        }
+    }
+}
+
+fn default_concurrency() -> usize {
+    DEFAULT_MAX_CONCURRENCY
+}
+
+impl MessagingConfig {
+    /// Open the transport with the process-wide registry; options from `options`,
+    /// overridden by the URL's query.
+    pub fn open_transport(&self) -> Result<Transport> {
+        self.open_transport_with(DriverRegistry::global())
+    }
+
+    /// Open the transport with a given registry.
+    pub fn open_transport_with(&self, registry: &DriverRegistry) -> Result<Transport> {
+        let url = TransportUrl::parse(&self.transport_url)?;
+        let options: Vec<(String, String)> = self
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Transport::open_with(registry, &url, &options)
+    }
+
+    /// A notifier builder configured from `[notifications]` (add the publisher id).
+    pub fn notifier_builder(&self, transport: &Transport) -> Result<NotifierBuilder> {
+        let n = &self.notifications;
+        let mut builder = crate::Notifier::builder()
+            .topics(n.topics.clone())
+            .retry(Retry::from_oslo(n.retry));
+        for name in &n.driver {
+            if name == "routing" {
+                let path = n.routing_config.as_ref().ok_or_else(|| {
+                    crate::Error::invalid_option(
+                        "routing_config",
+                        "the routing driver needs routing_config",
+                    )
+                })?;
+                builder = builder.sink(std::sync::Arc::new(RoutingSink::from_file(
+                    path,
+                    Some(transport),
+                )?));
+            } else {
+                builder = builder.sinks_by_name([name], Some(transport))?;
+            }
+        }
+        if let Some(keys) = &n.secret_keys {
+            builder = builder.sanitizer(ContextSanitizer::new(keys));
+        }
+        Ok(builder)
+    }
+
+    /// Apply `[listener]` to a listener builder (add targets and endpoints).
+    pub fn apply_listener(
+        &self,
+        mut builder: NotificationListenerBuilder,
+    ) -> NotificationListenerBuilder {
+        let l = &self.listener;
+        if let Some(pool) = &l.pool {
+            builder = builder.pool(pool.clone());
+        }
+        builder = builder
+            .allow_requeue(l.allow_requeue)
+            .max_concurrency(l.max_concurrency);
+        if let Some(size) = l.batch_size {
+            let timeout =
+                std::time::Duration::from_secs_f64(l.batch_timeout.unwrap_or(1.0).max(0.0));
+            builder = builder.batch(size, timeout);
+        }
+        if let Some(t) = l.stop_timeout {
+            builder = builder.stop_timeout(std::time::Duration::from_secs_f64(t.max(0.0)));
+        }
+        builder
+    }
+}

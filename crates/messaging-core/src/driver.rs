@@ -1,0 +1,184 @@
+//! The driver interface: what a transport must implement.
+//!
+//! A driver is deliberately thin. It moves opaque, already-encoded records to and
+//! from named topics and reports what happened; the portable types in this crate
+//! ([`crate::Notifier`], [`crate::NotificationListener`]) own encoding, retries,
+//! backpressure waits, batching, dispatch, requeue policy and shutdown.
+//!
+//! See `docs/writing-a-driver.md` for a walk-through, and the conformance suite in
+//! the `integration-tests` crate, which every driver must pass.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::error::Result;
+use crate::options::{DriverOptions, OptionSpec};
+use crate::url::TransportUrl;
+
+/// What a driver can do, for callers and for the conformance suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// A requeued record is delivered again.
+    pub requeue: bool,
+    /// A new pool (consumer group) can start from records sent before it subscribed.
+    pub replays_history: bool,
+    /// The driver implements RPC.
+    pub rpc: bool,
+    /// Records of one topic (partition) reach one pool member in the order sent.
+    pub ordered_per_partition: bool,
+}
+
+/// The transport's acknowledgement of one accepted record, still to come.
+#[must_use = "a pending delivery says whether the record reached the broker"]
+pub enum PendingDelivery {
+    /// The record is already durable as far as this transport goes.
+    Delivered,
+    /// Resolves when the broker acknowledged (or finally rejected) the record.
+    Pending(BoxFuture<'static, Result<()>>),
+}
+
+impl Debug for PendingDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PendingDelivery::Delivered => f.write_str("Delivered"),
+            PendingDelivery::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
+impl PendingDelivery {
+    /// Wait for the outcome.
+    pub async fn wait(self) -> Result<()> {
+        match self {
+            PendingDelivery::Delivered => Ok(()),
+            PendingDelivery::Pending(f) => f.await,
+        }
+    }
+}
+
+/// Where a new subscription starts when its pool has no committed position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartPosition {
+    /// The driver's configured default (Kafka: `auto_offset_reset`).
+    #[default]
+    Default,
+    /// The oldest record the transport still has.
+    Earliest,
+    /// Only records sent from now on.
+    Latest,
+    /// The first record at or after this time, in milliseconds since the Unix epoch.
+    Timestamp(i64),
+}
+
+/// What a listener asks a driver to subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionSpec {
+    /// Full topic names (already including priority and virtual host).
+    pub topics: Vec<String>,
+    /// The pool (consumer group); `None` uses the driver's default group.
+    pub pool: Option<String>,
+    /// Where to start without a committed position.
+    pub start: StartPosition,
+}
+
+/// An opaque handle that names one received record within its subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryTag(pub u64);
+
+/// One record handed to a listener.
+#[derive(Debug, Clone)]
+pub struct ReceivedRecord {
+    /// Its tag, for [`Subscription::ack`] and [`Subscription::requeue`].
+    pub tag: DeliveryTag,
+    /// The full topic name it came from.
+    pub topic: String,
+    /// The encoded notification.
+    pub body: Bytes,
+}
+
+/// A driver's view of one listener's subscription.
+///
+/// Every method takes `&self` so that acknowledgements can be sent while a
+/// `receive` is waiting.
+#[async_trait]
+pub trait Subscription: Send + Sync + Debug {
+    /// Wait up to `wait` for records and return at most `max` (an empty vector on timeout).
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedRecord>>;
+
+    /// The records were handled (or skipped): never deliver them to this pool again.
+    async fn ack(&self, tags: &[DeliveryTag]) -> Result<()>;
+
+    /// Deliver these records again (to this pool), later.
+    async fn requeue(&self, tags: &[DeliveryTag]) -> Result<()>;
+
+    /// Stop: make the acknowledgements durable, hand back what was not acknowledged
+    /// to the pool, and leave. Must finish within `timeout`.
+    async fn close(&self, timeout: Duration) -> Result<()>;
+}
+
+/// What closing a driver achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CloseReport {
+    /// Records accepted earlier that could not be delivered before the deadline.
+    pub undelivered: u64,
+}
+
+/// An open connection to one transport: the part of a driver after it was configured.
+#[async_trait]
+pub trait Driver: Send + Sync + Debug {
+    /// The driver's name (`memory`, `kafka`).
+    fn name(&self) -> &str;
+
+    /// What this driver can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Hand one encoded record to the transport for `topic`.
+    ///
+    /// Returns once the transport *accepted* it. A full local queue must be reported
+    /// at once as [`crate::ErrorKind::ResourceExhausted`]: the core waits and tries again.
+    async fn send(&self, topic: &str, body: Bytes) -> Result<PendingDelivery>;
+
+    /// Start receiving the given topics as a member of a pool.
+    async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Box<dyn Subscription>>;
+
+    /// Make sure `topics` exist, where the transport needs them created (a no-op by default).
+    async fn ensure_topics(&self, _topics: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Deliver what is queued (within `timeout`) and release resources.
+    async fn close(&self, timeout: Duration) -> Result<CloseReport>;
+
+    /// The RPC side of this driver.
+    ///
+    /// The default refuses with [`crate::ErrorKind::Unsupported`], naming the driver
+    /// and the operation.
+    fn rpc(&self, operation: &str) -> Result<std::sync::Arc<dyn crate::rpc::RpcDriver>> {
+        Err(crate::Error::unsupported(self.name(), operation))
+    }
+}
+
+/// Creates drivers for one URL scheme; registered in a [`crate::DriverRegistry`].
+pub trait DriverFactory: Send + Sync + Debug {
+    /// The scheme this factory serves (`memory`, `kafka`), without any `+suffix`.
+    fn scheme(&self) -> &'static str;
+
+    /// The options this driver understands (URL query keys and config keys).
+    fn option_specs(&self) -> &'static [OptionSpec];
+
+    /// Key prefixes passed through unvalidated to the client library (`rdkafka.`).
+    fn passthrough_prefixes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Open a driver. `options` were validated against [`DriverFactory::option_specs`].
+    fn open(
+        &self,
+        url: &TransportUrl,
+        options: DriverOptions,
+    ) -> Result<std::sync::Arc<dyn Driver>>;
+}

@@ -1,0 +1,391 @@
+//! The [`NotificationListener`]: subscribes to notifications and dispatches them to
+//! endpoints.
+//!
+//! A listener subscribes to `topic.priority` for every target and every priority
+//! some endpoint handles, as a member of its pool (every pool gets its own copy of
+//! each notification; members of one pool share them).
+//!
+//! **Guarantees.** A notification is acknowledged only after every endpoint that
+//! took it returned; a handler error or panic counts as *requeue* when the listener
+//! allows requeue (the notification is delivered again), else it is acknowledged and
+//! the failure logged. Records that are not oslo notifications are skipped, logged
+//! and counted (and optionally copied to a dead-letter topic); they never stop the
+//! listener. `stop` stops fetching, lets the handlers in flight finish (within the
+//! stop timeout), acknowledges what they handled and leaves: nothing accepted is lost.
+//!
+//! **Ordering.** Up to `max_concurrency` (default 64) handlers run at once, so
+//! notifications can finish out of order; set it to 1 for strict per-listener order.
+//! Handlers run on the listener's task: a handler that blocks or burns CPU for long
+//! should move that work to `tokio::task::spawn_blocking`.
+
+mod dispatch;
+mod endpoint;
+mod filter;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use endpoint::{
+    BatchEndpoint, BatchNotificationHandler, Endpoint, HandlerOutcome, HandlerResult,
+    NotificationEndpoint, NotificationHandler,
+};
+pub use filter::NotificationFilter;
+
+use dispatch::{Dispatch, ListenerLoop, ListenerStats, LoopSettings};
+
+use crate::driver::{StartPosition, SubscriptionSpec};
+use crate::error::{Error, ErrorKind, Result};
+use crate::priority::Priority;
+use crate::transport::Transport;
+
+/// Default bound on handlers running at once.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+
+/// What a listener listens to: a topic, and an exchange (kept for oslo parity; the
+/// notification drivers here do not use it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The topic, e.g. `notifications`.
+    pub topic: String,
+    /// The exchange, if any.
+    pub exchange: Option<String>,
+}
+
+impl Target {
+    /// A target for a topic.
+    pub fn new(topic: impl Into<String>) -> Self {
+        Target {
+            topic: topic.into(),
+            exchange: None,
+        }
+    }
+
+    /// With an exchange.
+    pub fn with_exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.exchange = Some(exchange.into());
+        self
+    }
+}
+
+/// A snapshot of a listener's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListenerCounters {
+    /// Records received from the transport.
+    pub received: u64,
+    /// Notifications acknowledged after dispatch (handled, filtered out, or refused without requeue).
+    pub handled: u64,
+    /// Notifications handed back for redelivery.
+    pub requeued: u64,
+    /// Handler errors and panics.
+    pub handler_failures: u64,
+    /// Records skipped because they were not oslo notifications.
+    pub skipped: u64,
+    /// Notifications no endpoint took (priority or filter).
+    pub filtered: u64,
+    /// Skipped records copied to the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Created,
+    Running,
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Lifecycle {
+    state: State,
+    task: Option<JoinHandle<Result<()>>>,
+    result: Option<Result<(), String>>,
+}
+
+/// Builds a [`NotificationListener`].
+#[derive(Debug)]
+pub struct NotificationListenerBuilder {
+    transport: Transport,
+    targets: Vec<Target>,
+    endpoints: Vec<NotificationEndpoint>,
+    batch_endpoints: Vec<BatchEndpoint>,
+    batch: Option<(usize, Duration)>,
+    pool: Option<String>,
+    settings: LoopSettings,
+    start: StartPosition,
+}
+
+impl NotificationListenerBuilder {
+    /// Listen to a target (at least one is required).
+    pub fn target(mut self, target: Target) -> Self {
+        self.targets.push(target);
+        self
+    }
+
+    /// Add an endpoint (endpoints run in the order added; the first refusal stops the rest).
+    pub fn endpoint(mut self, endpoint: NotificationEndpoint) -> Self {
+        self.endpoints.push(endpoint);
+        self
+    }
+
+    /// Add a batch endpoint (makes this a batch listener).
+    pub fn batch_endpoint(mut self, endpoint: BatchEndpoint) -> Self {
+        self.batch_endpoints.push(endpoint);
+        self
+    }
+
+    /// Batch size and timeout for a batch listener: a batch is handed over when it has
+    /// `size` notifications or `timeout` after its first one arrived.
+    pub fn batch(mut self, size: usize, timeout: Duration) -> Self {
+        self.batch = Some((size.max(1), timeout));
+        self
+    }
+
+    /// Join a pool (consumer group). Without one, the driver's default pool.
+    pub fn pool(mut self, pool: impl Into<String>) -> Self {
+        self.pool = Some(pool.into());
+        self
+    }
+
+    /// Allow requeue (default false, like oslo).
+    pub fn allow_requeue(mut self, allow: bool) -> Self {
+        self.settings.allow_requeue = allow;
+        self
+    }
+
+    /// Bound on handlers (or batches) running at once (default 64).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.settings.max_concurrency = n.max(1);
+        self
+    }
+
+    /// How long `stop` lets handlers in flight finish (default 30 s).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.stop_timeout = timeout;
+        self
+    }
+
+    /// Copy records that are not oslo notifications to this (full) topic name.
+    pub fn dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
+        self.settings.dead_letter_topic = Some(topic.into());
+        self
+    }
+
+    /// Where a new pool starts (default: the driver's default).
+    pub fn start_position(mut self, start: StartPosition) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Build the listener (not started yet).
+    pub fn build(self) -> Result<NotificationListener> {
+        let invalid = |m: &str| Error::new(ErrorKind::InvalidArgument, m.to_owned());
+        if self.targets.is_empty() {
+            return Err(invalid("a listener needs at least one target"));
+        }
+        let (dispatch, priorities): (Dispatch, Vec<Priority>) =
+            match (self.endpoints.is_empty(), self.batch_endpoints.is_empty()) {
+                (false, true) => {
+                    if self.batch.is_some() {
+                        return Err(invalid("batch settings need batch endpoints"));
+                    }
+                    let ps = union(self.endpoints.iter().map(|e| e.handled_priorities()));
+                    (Dispatch::Single(self.endpoints.into()), ps)
+                }
+                (true, false) => {
+                    let (size, timeout) = self.batch.unwrap_or((100, Duration::from_secs(1)));
+                    let ps = union(self.batch_endpoints.iter().map(|e| e.handled_priorities()));
+                    (
+                        Dispatch::Batch {
+                            endpoints: self.batch_endpoints.into(),
+                            size,
+                            timeout,
+                        },
+                        ps,
+                    )
+                }
+                (true, true) => return Err(invalid("a listener needs at least one endpoint")),
+                (false, false) => {
+                    return Err(invalid(
+                        "a listener has either endpoints or batch endpoints, not both",
+                    ))
+                }
+            };
+        if priorities.is_empty() {
+            return Err(invalid("no endpoint handles any priority"));
+        }
+        let mut topics = Vec::new();
+        for t in &self.targets {
+            for p in &priorities {
+                topics.push(self.transport.notification_topic(&t.topic, *p));
+            }
+        }
+        let (stop_tx, _) = watch::channel(false);
+        Ok(NotificationListener {
+            inner: Arc::new(ListenerInner {
+                transport: self.transport,
+                spec: SubscriptionSpec {
+                    topics,
+                    pool: self.pool,
+                    start: self.start,
+                },
+                dispatch,
+                settings: self.settings,
+                stats: Arc::new(ListenerStats::default()),
+                stop: stop_tx,
+                lifecycle: tokio::sync::Mutex::new(Lifecycle {
+                    state: State::Created,
+                    task: None,
+                    result: None,
+                }),
+                state: Mutex::new(State::Created),
+            }),
+        })
+    }
+}
+
+fn union<'a>(sets: impl Iterator<Item = &'a [Priority]>) -> Vec<Priority> {
+    let mut out: Vec<Priority> = Vec::new();
+    for set in sets {
+        for p in set {
+            if !out.contains(p) {
+                out.push(*p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[derive(Debug)]
+struct ListenerInner {
+    transport: Transport,
+    spec: SubscriptionSpec,
+    dispatch: Dispatch,
+    settings: LoopSettings,
+    stats: Arc<ListenerStats>,
+    stop: watch::Sender<bool>,
+    lifecycle: tokio::sync::Mutex<Lifecycle>,
+    state: Mutex<State>,
+}
+
+/// Listens to notifications and dispatches them to endpoints. Cheap to clone.
+///
+/// `start`, `stop` and `wait` are idempotent: `start` after `start` does nothing,
+/// `stop` before `start` makes `start` refuse, `wait` returns once the listener has
+/// drained and left (at once if it never started).
+#[derive(Debug, Clone)]
+pub struct NotificationListener {
+    inner: Arc<ListenerInner>,
+}
+
+impl NotificationListener {
+    /// Start building a listener on a transport.
+    pub fn builder(transport: &Transport) -> NotificationListenerBuilder {
+        NotificationListenerBuilder {
+            transport: transport.clone(),
+            targets: Vec::new(),
+            endpoints: Vec::new(),
+            batch_endpoints: Vec::new(),
+            batch: None,
+            pool: None,
+            settings: LoopSettings {
+                allow_requeue: false,
+                max_concurrency: DEFAULT_MAX_CONCURRENCY,
+                poll_wait: Duration::from_millis(100),
+                stop_timeout: Duration::from_secs(30),
+                dead_letter_topic: None,
+            },
+            start: StartPosition::Default,
+        }
+    }
+
+    /// The full topic names this listener subscribes to.
+    pub fn topics(&self) -> &[String] {
+        &self.inner.spec.topics
+    }
+
+    /// Subscribe and start dispatching. Returns once the subscription exists.
+    pub async fn start(&self) -> Result<()> {
+        let mut life = self.inner.lifecycle.lock().await;
+        if *self.inner.state.lock().unwrap_or_else(|e| e.into_inner()) == State::Stopped {
+            return Err(Error::closed("listener"));
+        }
+        match life.state {
+            State::Running => return Ok(()),
+            State::Stopped => return Err(Error::closed("listener")),
+            State::Created => {}
+        }
+        let transport = &self.inner.transport;
+        if transport.is_closed() {
+            return Err(Error::closed("transport"));
+        }
+        transport.ensure_topics(&self.inner.spec.topics).await?;
+        let subscription = transport
+            .driver()
+            .subscribe(self.inner.spec.clone())
+            .await?;
+        let run = ListenerLoop {
+            subscription,
+            dispatch: self.inner.dispatch.clone(),
+            settings: self.inner.settings.clone(),
+            stats: self.inner.stats.clone(),
+            transport: transport.clone(),
+        };
+        let stop = self.inner.stop.subscribe();
+        life.task = Some(tokio::spawn(run.run(stop)));
+        life.state = State::Running;
+        *self.inner.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Running;
+        Ok(())
+    }
+
+    /// Ask the listener to stop: no more fetching; handlers in flight finish. Returns at once.
+    pub fn stop(&self) {
+        *self.inner.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Stopped;
+        self.inner.stop.send_replace(true);
+    }
+
+    /// Wait until the listener stopped, drained and left its pool.
+    pub async fn wait(&self) -> Result<()> {
+        let mut life = self.inner.lifecycle.lock().await;
+        if life.state == State::Created
+            && *self.inner.state.lock().unwrap_or_else(|e| e.into_inner()) == State::Stopped
+        {
+            life.state = State::Stopped;
+        }
+        if let Some(task) = life.task.take() {
+            let result = match task.await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("listener task failed: {e}")),
+            };
+            life.result = Some(result);
+            life.state = State::Stopped;
+        }
+        match &life.result {
+            Some(Err(e)) => Err(Error::new(ErrorKind::Internal, e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// `stop` then `wait`.
+    pub async fn stop_and_wait(&self) -> Result<()> {
+        self.stop();
+        self.wait().await
+    }
+
+    /// The listener's counters.
+    pub fn counters(&self) -> ListenerCounters {
+        let s = &self.inner.stats;
+        ListenerCounters {
+            received: s.received.load(Ordering::Relaxed),
+            handled: s.handled.load(Ordering::Relaxed),
+            requeued: s.requeued.load(Ordering::Relaxed),
+            handler_failures: s.handler_failures.load(Ordering::Relaxed),
+            skipped: s.skipped.load(Ordering::Relaxed),
+            filtered: s.filtered.load(Ordering::Relaxed),
+            dead_lettered: s.dead_lettered.load(Ordering::Relaxed),
+        }
+    }
+}

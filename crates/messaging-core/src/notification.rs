@@ -1,0 +1,187 @@
+//! Notifications: what a notifier sends and what a listener's handler receives.
+
+use chrono::{DateTime, Timelike, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::priority::Priority;
+
+/// The request context that travels with a notification (a JSON object).
+pub type Context = Map<String, Value>;
+
+/// A notification ready to be encoded: every field as it goes on the wire.
+#[derive(Debug, Clone)]
+pub struct OutgoingNotification {
+    /// Random UUID v4.
+    pub message_id: String,
+    /// Who sent it, e.g. `compute.host1`.
+    pub publisher_id: String,
+    /// What happened, e.g. `compute.instance.create.end`.
+    pub event_type: String,
+    /// Its priority.
+    pub priority: Priority,
+    /// The payload, already serialized to JSON.
+    pub payload: Box<RawValue>,
+    /// UTC time in oslo's format (see [`format_timestamp`]).
+    pub timestamp: String,
+    /// The sanitized context.
+    pub context: Context,
+}
+
+impl OutgoingNotification {
+    /// The payload as a JSON value (for inspection; not used on the hot path).
+    pub fn payload_value(&self) -> Value {
+        serde_json::from_str(self.payload.get()).unwrap_or(Value::Null)
+    }
+}
+
+/// The metadata a handler receives besides the payload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Metadata {
+    /// The notification's id.
+    pub message_id: String,
+    /// When it was sent, in oslo's format (`YYYY-MM-DD HH:MM:SS[.ffffff]`, UTC).
+    pub timestamp: String,
+}
+
+/// A received notification, as a listener's handler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    /// The request context sent with it (`{}` when none).
+    pub context: Context,
+    /// Who sent it.
+    pub publisher_id: String,
+    /// What happened.
+    pub event_type: String,
+    /// Its priority (which selected the handler).
+    pub priority: Priority,
+    /// The payload.
+    pub payload: Value,
+    /// `message_id` and `timestamp`.
+    pub metadata: Metadata,
+}
+
+impl Notification {
+    /// Deserialize the payload into a type of your own.
+    pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T> {
+        T::deserialize(&self.payload).map_err(|e| {
+            Error::new(
+                ErrorKind::Decode,
+                format!("payload of {} does not fit the type", self.event_type),
+            )
+            .with_source(e)
+        })
+    }
+
+    /// The notification's fields as one JSON object (the CLI's output line).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "priority": self.priority.as_str(),
+            "publisher_id": self.publisher_id,
+            "event_type": self.event_type,
+            "payload": self.payload,
+            "context": self.context,
+            "metadata": {"message_id": self.metadata.message_id, "timestamp": self.metadata.timestamp},
+        })
+    }
+}
+
+/// Format a time as oslo does: `YYYY-MM-DD HH:MM:SS.ffffff`, without the fraction
+/// when the microseconds are 0.
+pub fn format_timestamp(time: DateTime<Utc>) -> String {
+    if time.nanosecond() / 1000 == 0 {
+        time.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        time.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    }
+}
+
+/// The keys removed from a context before it is sent, unless configured otherwise.
+pub const DEFAULT_SECRET_KEYS: &[&str] = &[
+    "auth_token",
+    "password",
+    "secret",
+    "token",
+    "admin_password",
+    "service_token",
+    "auth_token_info",
+    "passwd",
+];
+
+/// Removes secrets from contexts before they are sent.
+///
+/// Keys are compared case-insensitively and removed at every nesting level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextSanitizer {
+    secret_keys: Vec<String>,
+}
+
+impl Default for ContextSanitizer {
+    fn default() -> Self {
+        ContextSanitizer::new(DEFAULT_SECRET_KEYS.iter().copied())
+    }
+}
+
+impl ContextSanitizer {
+    /// A sanitizer removing exactly these keys.
+    pub fn new<S: AsRef<str>>(keys: impl IntoIterator<Item = S>) -> Self {
+        ContextSanitizer {
+            secret_keys: keys
+                .into_iter()
+                .map(|k| k.as_ref().to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    /// A copy of `context` without the secret keys.
+    pub fn sanitize(&self, context: &Context) -> Context {
+        let mut out = context.clone();
+        self.strip(&mut out);
+        out
+    }
+
+    fn strip(&self, map: &mut Context) {
+        map.retain(|k, _| !self.secret_keys.iter().any(|s| s.eq_ignore_ascii_case(k)));
+        for value in map.values_mut() {
+            self.strip_value(value);
+        }
+    }
+
+    fn strip_value(&self, value: &mut Value) {
+        match value {
+            Value::Object(m) => self.strip(m),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.strip_value(v)),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamp_format_matches_oslo() {
+        let t = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
+        assert_eq!(format_timestamp(t), "2026-05-01 12:00:00");
+        let t = t + chrono::Duration::microseconds(123456);
+        assert_eq!(format_timestamp(t), "2026-05-01 12:00:00.123456");
+        let t = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap()
+            + chrono::Duration::nanoseconds(500);
+        assert_eq!(format_timestamp(t), "2026-05-01 12:00:00");
+    }
+
+    #[test]
+    fn sanitizer_removes_secrets_at_every_level() {
+        let ctx: Context = serde_json::from_str(
+            r#"{"user":"u","auth_token":"t","Password":"p","nested":{"secret":"s","keep":1},"list":[{"token":"x","k":2}]}"#,
+        )
+        .unwrap();
+        let clean = ContextSanitizer::default().sanitize(&ctx);
+        let text = serde_json::to_string(&clean).unwrap();
+        assert_eq!(text, r#"{"user":"u","nested":{"keep":1},"list":[{"k":2}]}"#);
+    }
+}

@@ -1,0 +1,343 @@
+//! The [`Notifier`]: emits notifications through one or more sinks.
+//!
+//! ```
+//! # async fn demo() -> messaging_core::Result<()> {
+//! use messaging_core::{Notifier, RecordingSink, Context};
+//! use std::sync::Arc;
+//! let sink = Arc::new(RecordingSink::new());
+//! let notifier = Notifier::builder().publisher_id("compute.host1").sink(sink.clone()).build()?;
+//! notifier.info(&Context::new(), "compute.instance.create.end", &serde_json::json!({"id": 1})).await?;
+//! assert_eq!(sink.records().len(), 1);
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! Unlike oslo.messaging, errors are not swallowed: a `notify` returns `Err` when
+//! the notification could not be handed to the transport, and the returned
+//! [`DeliveryReceipt`] resolves once the broker acknowledged it (or finally failed).
+
+mod routing;
+mod sinks;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use routing::{RoutingRule, RoutingSink};
+pub use sinks::{LogSink, MessagingSink, NoopSink, RecordingSink};
+
+use crate::envelope;
+use crate::error::{Error, ErrorKind, Result};
+use crate::notification::{format_timestamp, Context, ContextSanitizer, OutgoingNotification};
+use crate::priority::Priority;
+use crate::retry::Retry;
+use crate::transport::{DeliveryReceipt, Transport};
+
+/// Where a notifier's notifications go (oslo calls these notifier "drivers").
+#[async_trait]
+pub trait NotificationSink: Send + Sync + fmt::Debug {
+    /// Emit `notification` on every one of `topics`.
+    async fn emit(
+        &self,
+        notification: &OutgoingNotification,
+        topics: &[String],
+        retry: Retry,
+    ) -> Result<DeliveryReceipt>;
+}
+
+/// Turns application values into JSON before sending (oslo's serializer hook).
+pub trait NotificationSerializer: Send + Sync + fmt::Debug {
+    /// Rewrite the context (after secrets were removed).
+    fn serialize_context(&self, context: Context) -> Result<Context> {
+        Ok(context)
+    }
+    /// Rewrite the payload.
+    fn serialize_payload(&self, payload: Value) -> Result<Value>;
+}
+
+#[derive(Debug)]
+struct Shared {
+    sinks: Vec<Arc<dyn NotificationSink>>,
+    topics: Vec<String>,
+    serializer: Option<Arc<dyn NotificationSerializer>>,
+    sanitizer: ContextSanitizer,
+    closed: AtomicBool,
+}
+
+/// Emits notifications. Cheap to clone; [`Notifier::prepare`] makes a copy with
+/// another publisher id or retry policy that shares the sinks.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    shared: Arc<Shared>,
+    publisher_id: String,
+    retry: Retry,
+}
+
+/// Builds a [`Notifier`].
+#[derive(Debug, Default)]
+pub struct NotifierBuilder {
+    publisher_id: Option<String>,
+    topics: Vec<String>,
+    retry: Retry,
+    sinks: Vec<Arc<dyn NotificationSink>>,
+    serializer: Option<Arc<dyn NotificationSerializer>>,
+    sanitizer: Option<ContextSanitizer>,
+}
+
+/// The default notification topic.
+pub const DEFAULT_TOPIC: &str = "notifications";
+
+impl NotifierBuilder {
+    /// The publisher id (e.g. `compute.host1`). Required.
+    pub fn publisher_id(mut self, id: impl Into<String>) -> Self {
+        self.publisher_id = Some(id.into());
+        self
+    }
+
+    /// Add a topic (default: `notifications`).
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// Set the topics.
+    pub fn topics<S: Into<String>>(mut self, topics: impl IntoIterator<Item = S>) -> Self {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The retry policy (default: forever).
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Send on a transport (oslo's `messagingv2` driver).
+    pub fn transport(self, transport: &Transport) -> Self {
+        self.sink(Arc::new(MessagingSink::new(transport.clone())))
+    }
+
+    /// Add a sink.
+    pub fn sink(mut self, sink: Arc<dyn NotificationSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Add sinks by oslo's driver names: `messaging`, `messagingv2`, `log`, `noop`,
+    /// `test`, `routing` (the last needs [`RoutingSink`] built from a rules file, so
+    /// it is refused here: add it with [`NotifierBuilder::sink`]).
+    pub fn sinks_by_name<S: AsRef<str>>(
+        mut self,
+        names: impl IntoIterator<Item = S>,
+        transport: Option<&Transport>,
+    ) -> Result<Self> {
+        for name in names {
+            self.sinks.push(sink_by_name(name.as_ref(), transport)?);
+        }
+        Ok(self)
+    }
+
+    /// A hook that rewrites context and payload before sending.
+    pub fn serializer(mut self, serializer: Arc<dyn NotificationSerializer>) -> Self {
+        self.serializer = Some(serializer);
+        self
+    }
+
+    /// Which context keys are secrets (default: [`crate::notification::DEFAULT_SECRET_KEYS`]).
+    pub fn sanitizer(mut self, sanitizer: ContextSanitizer) -> Self {
+        self.sanitizer = Some(sanitizer);
+        self
+    }
+
+    /// Build the notifier. With no sink at all, notifications go nowhere (`noop`).
+    pub fn build(self) -> Result<Notifier> {
+        let publisher_id = self.publisher_id.filter(|p| !p.is_empty()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "a notifier needs a publisher_id",
+            )
+        })?;
+        let topics = if self.topics.is_empty() {
+            vec![DEFAULT_TOPIC.to_owned()]
+        } else {
+            self.topics
+        };
+        Ok(Notifier {
+            shared: Arc::new(Shared {
+                sinks: self.sinks,
+                topics,
+                serializer: self.serializer,
+                sanitizer: self.sanitizer.unwrap_or_default(),
+                closed: AtomicBool::new(false),
+            }),
+            publisher_id,
+            retry: self.retry,
+        })
+    }
+}
+
+/// A sink for one of oslo's notifier driver names.
+pub fn sink_by_name(
+    name: &str,
+    transport: Option<&Transport>,
+) -> Result<Arc<dyn NotificationSink>> {
+    Ok(match name {
+        "messaging" | "messagingv2" => {
+            let t = transport.ok_or_else(|| {
+                Error::new(ErrorKind::InvalidArgument, format!("notifier driver {name:?} needs a transport"))
+            })?;
+            Arc::new(MessagingSink::new(t.clone()))
+        }
+        "log" => Arc::new(LogSink),
+        "noop" => Arc::new(NoopSink),
+        "test" => Arc::new(RecordingSink::new()),
+        "routing" => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the routing notifier driver needs a rules file: build it with RoutingSink::from_file",
+            ))
+        }
+        other => {
+            return Err(Error::invalid_option(
+                "driver",
+                format!("unknown notifier driver {other:?}; known: messaging, messagingv2, log, noop, test, routing"),
+            ))
+        }
+    })
+}
+
+macro_rules! priority_methods {
+    ($($(#[$doc:meta])* $name:ident => $priority:expr;)*) => {$(
+        $(#[$doc])*
+        pub async fn $name<P: Serialize + ?Sized>(&self, context: &Context, event_type: &str, payload: &P) -> Result<DeliveryReceipt> {
+            self.notify($priority, context, event_type, payload).await
+        }
+    )*};
+}
+
+impl Notifier {
+    /// Start building a notifier.
+    pub fn builder() -> NotifierBuilder {
+        NotifierBuilder::default()
+    }
+
+    /// The publisher id.
+    pub fn publisher_id(&self) -> &str {
+        &self.publisher_id
+    }
+
+    /// The retry policy.
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// The topics.
+    pub fn topics(&self) -> &[String] {
+        &self.shared.topics
+    }
+
+    /// A notifier sharing these sinks, with another publisher id and/or retry policy.
+    pub fn prepare(&self, publisher_id: Option<&str>, retry: Option<Retry>) -> Notifier {
+        Notifier {
+            shared: self.shared.clone(),
+            publisher_id: publisher_id
+                .map(str::to_owned)
+                .unwrap_or_else(|| self.publisher_id.clone()),
+            retry: retry.unwrap_or(self.retry),
+        }
+    }
+
+    priority_methods! {
+        /// Send an `audit` notification.
+        audit => Priority::Audit;
+        /// Send a `debug` notification.
+        debug => Priority::Debug;
+        /// Send an `info` notification.
+        info => Priority::Info;
+        /// Send a `warn` notification.
+        warn => Priority::Warn;
+        /// Send a `warn` notification (oslo's alias).
+        warning => Priority::Warn;
+        /// Send an `error` notification.
+        error => Priority::Error;
+        /// Send a `critical` notification.
+        critical => Priority::Critical;
+        /// Send a `sample` notification (metering).
+        sample => Priority::Sample;
+    }
+
+    /// Send a notification of any priority.
+    ///
+    /// Returns once every sink accepted it; the receipt resolves once every
+    /// transport acknowledged it.
+    pub async fn notify<P: Serialize + ?Sized>(
+        &self,
+        priority: Priority,
+        context: &Context,
+        event_type: &str,
+        payload: &P,
+    ) -> Result<DeliveryReceipt> {
+        let notification = self.build_notification(priority, context, event_type, payload)?;
+        self.emit(&notification).await
+    }
+
+    /// Build the notification that [`Notifier::notify`] would send.
+    pub fn build_notification<P: Serialize + ?Sized>(
+        &self,
+        priority: Priority,
+        context: &Context,
+        event_type: &str,
+        payload: &P,
+    ) -> Result<OutgoingNotification> {
+        let mut context = self.shared.sanitizer.sanitize(context);
+        let payload = match &self.shared.serializer {
+            None => envelope::payload_to_raw(payload),
+            Some(s) => {
+                context = s.serialize_context(context)?;
+                let value = serde_json::to_value(payload)?;
+                envelope::payload_to_raw(&s.serialize_payload(value)?)
+            }
+        }
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Serialization,
+                format!("payload of {event_type} does not serialize to JSON"),
+            )
+            .with_source(e)
+        })?;
+        Ok(OutgoingNotification {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            publisher_id: self.publisher_id.clone(),
+            event_type: event_type.to_owned(),
+            priority,
+            payload,
+            timestamp: format_timestamp(chrono::Utc::now()),
+            context,
+        })
+    }
+
+    /// Send an already built notification through every sink.
+    pub async fn emit(&self, notification: &OutgoingNotification) -> Result<DeliveryReceipt> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("notifier"));
+        }
+        let mut receipts = Vec::with_capacity(self.shared.sinks.len());
+        for sink in &self.shared.sinks {
+            receipts.push(
+                sink.emit(notification, &self.shared.topics, self.retry)
+                    .await?,
+            );
+        }
+        Ok(DeliveryReceipt::merge(receipts))
+    }
+
+    /// Refuse further notifications from this notifier and every prepared copy.
+    /// (Close the [`Transport`] to flush what it has queued.)
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+    }
+}

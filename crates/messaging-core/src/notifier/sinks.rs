@@ -1,0 +1,169 @@
+//! The simple sinks: messaging (send on a transport), log, noop, test (recording).
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::NotificationSink;
+use crate::envelope;
+use crate::error::Result;
+use crate::notification::OutgoingNotification;
+use crate::priority::Priority;
+use crate::retry::Retry;
+use crate::transport::{DeliveryReceipt, Transport};
+
+/// Sends notifications on a transport in oslo's v2 envelope (`messaging`, `messagingv2`).
+#[derive(Debug, Clone)]
+pub struct MessagingSink {
+    transport: Transport,
+}
+
+impl MessagingSink {
+    /// A sink sending on `transport`.
+    pub fn new(transport: Transport) -> Self {
+        MessagingSink { transport }
+    }
+}
+
+#[async_trait]
+impl NotificationSink for MessagingSink {
+    async fn emit(
+        &self,
+        n: &OutgoingNotification,
+        topics: &[String],
+        retry: Retry,
+    ) -> Result<DeliveryReceipt> {
+        let body = Bytes::from(envelope::encode(n)?);
+        if topics.len() == 1 {
+            let topic = self.transport.notification_topic(&topics[0], n.priority);
+            return self.transport.send(&topic, body, retry).await;
+        }
+        let mut receipts = Vec::with_capacity(topics.len());
+        for t in topics {
+            let topic = self.transport.notification_topic(t, n.priority);
+            receipts.push(self.transport.send(&topic, body.clone(), retry).await?);
+        }
+        Ok(DeliveryReceipt::merge(receipts))
+    }
+}
+
+/// Writes notifications to the log through `tracing` (`log`), at a level matching the priority.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogSink;
+
+#[async_trait]
+impl NotificationSink for LogSink {
+    async fn emit(
+        &self,
+        n: &OutgoingNotification,
+        _topics: &[String],
+        _retry: Retry,
+    ) -> Result<DeliveryReceipt> {
+        let text = String::from_utf8_lossy(&envelope::encode(n)?).into_owned();
+        let event_type = n.event_type.as_str();
+        match n.priority {
+            Priority::Debug => {
+                tracing::debug!(target: "messaging.notification", event_type, "{text}")
+            }
+            Priority::Warn => {
+                tracing::warn!(target: "messaging.notification", event_type, "{text}")
+            }
+            Priority::Error | Priority::Critical => {
+                tracing::error!(target: "messaging.notification", event_type, "{text}")
+            }
+            _ => tracing::info!(target: "messaging.notification", event_type, "{text}"),
+        }
+        Ok(DeliveryReceipt::already_delivered())
+    }
+}
+
+/// Discards notifications (`noop`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopSink;
+
+#[async_trait]
+impl NotificationSink for NoopSink {
+    async fn emit(
+        &self,
+        _n: &OutgoingNotification,
+        _t: &[String],
+        _r: Retry,
+    ) -> Result<DeliveryReceipt> {
+        Ok(DeliveryReceipt::already_delivered())
+    }
+}
+
+/// One notification kept by a [`RecordingSink`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedNotification {
+    /// Its priority.
+    pub priority: Priority,
+    /// Its publisher id.
+    pub publisher_id: String,
+    /// Its event type.
+    pub event_type: String,
+    /// Its payload.
+    pub payload: Value,
+    /// Its (sanitized) context.
+    pub context: crate::Context,
+    /// Its message id.
+    pub message_id: String,
+    /// The topics it was sent to.
+    pub topics: Vec<String>,
+}
+
+/// Keeps notifications in memory for assertions in tests (`test`).
+#[derive(Debug, Clone, Default)]
+pub struct RecordingSink {
+    records: Arc<Mutex<Vec<RecordedNotification>>>,
+}
+
+impl RecordingSink {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything recorded so far, in order.
+    pub fn records(&self) -> Vec<RecordedNotification> {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forget everything recorded.
+    pub fn clear(&self) {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+#[async_trait]
+impl NotificationSink for RecordingSink {
+    async fn emit(
+        &self,
+        n: &OutgoingNotification,
+        topics: &[String],
+        _r: Retry,
+    ) -> Result<DeliveryReceipt> {
+        let record = RecordedNotification {
+            priority: n.priority,
+            publisher_id: n.publisher_id.clone(),
+            event_type: n.event_type.clone(),
+            payload: n.payload_value(),
+            context: n.context.clone(),
+            message_id: n.message_id.clone(),
+            topics: topics.to_vec(),
+        };
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+        Ok(DeliveryReceipt::already_delivered())
+    }
+}
