@@ -1,0 +1,173 @@
+//! The in-process broker: topics, pools and their queues.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use bytes::Bytes;
+use messaging_core::driver::{StartPosition, SubscriptionSpec};
+use messaging_core::{Error, ErrorKind, Result};
+
+use crate::queue::{Entry, Queue};
+use crate::subscription::MemorySubscription;
+use crate::DEFAULT_POOL;
+
+#[derive(Debug)]
+struct Topic {
+    name: Arc<str>,
+    pools: RwLock<BTreeMap<String, Arc<Queue>>>,
+    /// What was sent before any pool existed; the first pool takes it over.
+    unclaimed: Mutex<Option<Arc<Queue>>>,
+}
+
+/// One named broker instance within this process.
+#[derive(Debug)]
+pub struct MemoryBroker {
+    name: String,
+    capacity: usize,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+}
+
+impl MemoryBroker {
+    /// The instance called `name`, created on first use with `capacity` per queue.
+    pub fn instance(name: &str, capacity: usize) -> Arc<MemoryBroker> {
+        static INSTANCES: OnceLock<Mutex<HashMap<String, Arc<MemoryBroker>>>> = OnceLock::new();
+        let mut map = INSTANCES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(MemoryBroker {
+                    name: name.to_owned(),
+                    capacity,
+                    topics: RwLock::new(HashMap::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// The instance's name (empty for `memory://`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many records wait in `topic` for `pool` (`None`: no such pool).
+    pub fn queued(&self, topic: &str, pool: &str) -> Option<usize> {
+        let topic = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .cloned()?;
+        let pools = topic.pools.read().unwrap_or_else(|e| e.into_inner());
+        pools.get(pool).map(|q| q.len())
+    }
+
+    fn topic(&self, name: &str) -> Arc<Topic> {
+        if let Some(t) = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return t.clone();
+        }
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        topics
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Topic {
+                    name: name.into(),
+                    pools: RwLock::default(),
+                    unclaimed: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Put a copy of the record in every pool's queue of `topic`, or refuse
+    /// (`ResourceExhausted`) if any of them is full: all or nothing.
+    pub(crate) fn publish(&self, topic_name: &str, body: Bytes) -> Result<()> {
+        let topic = self.topic(topic_name);
+        let pools = topic.pools.read().unwrap_or_else(|e| e.into_inner());
+        let full = || {
+            Error::new(
+                ErrorKind::ResourceExhausted,
+                format!(
+                    "memory queue for {topic_name} is full ({} records)",
+                    self.capacity
+                ),
+            )
+        };
+        let entry = Entry {
+            topic: topic.name.clone(),
+            body,
+        };
+        if pools.is_empty() {
+            let queue = topic
+                .unclaimed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| Arc::new(Queue::new(self.capacity)))
+                .clone();
+            let mut items = queue.lock();
+            if !queue.has_room(&items) {
+                return Err(full());
+            }
+            items.push_back(entry);
+            return Ok(());
+        }
+        // Lock every queue (in the map's order, so concurrent senders agree) before
+        // pushing anything, so a full queue refuses the record for every pool.
+        let mut guards: Vec<_> = pools.values().map(|q| (q, q.lock())).collect();
+        if guards.iter().any(|(q, items)| !q.has_room(items)) {
+            return Err(full());
+        }
+        let last = guards.len() - 1;
+        let mut entry = Some(entry);
+        for (i, (_, items)) in guards.iter_mut().enumerate() {
+            let e = if i == last {
+                entry.take().unwrap_or_else(|| unreachable!())
+            } else {
+                entry.clone().unwrap_or_else(|| unreachable!())
+            };
+            items.push_back(e);
+        }
+        drop(guards);
+        for q in pools.values() {
+            q.readable.notify_waiters();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn subscribe(
+        &self,
+        spec: &SubscriptionSpec,
+        driver_closed: Arc<AtomicBool>,
+    ) -> MemorySubscription {
+        let pool = spec.pool.clone().unwrap_or_else(|| DEFAULT_POOL.to_owned());
+        let mut queues = Vec::with_capacity(spec.topics.len());
+        for name in &spec.topics {
+            let topic = self.topic(name);
+            let mut pools = topic.pools.write().unwrap_or_else(|e| e.into_inner());
+            let first_pool = pools.is_empty();
+            let queue = pools
+                .entry(pool.clone())
+                .or_insert_with(|| {
+                    let unclaimed = topic
+                        .unclaimed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    match unclaimed {
+                        Some(q) if first_pool && spec.start != StartPosition::Latest => q,
+                        _ => Arc::new(Queue::new(self.capacity)),
+                    }
+                })
+                .clone();
+            queues.push(queue);
+        }
+        MemorySubscription::new(queues, driver_closed)
+    }
+}

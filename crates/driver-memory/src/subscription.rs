@@ -1,0 +1,155 @@
+//! One listener's subscription: receive from its pool's queues, track what is in
+//! flight, ack, requeue, and hand back the unacknowledged on close or drop.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use messaging_core::driver::{DeliveryTag, ReceivedRecord, Subscription};
+use messaging_core::{Error, Result};
+use tokio::time::Instant;
+
+use crate::queue::{Entry, Queue};
+
+#[derive(Debug)]
+pub(crate) struct MemorySubscription {
+    queues: Vec<Arc<Queue>>,
+    inflight: Mutex<HashMap<u64, (usize, Entry)>>,
+    next_tag: AtomicU64,
+    next_queue: AtomicUsize,
+    closed: AtomicBool,
+    driver_closed: Arc<AtomicBool>,
+}
+
+impl MemorySubscription {
+    pub(crate) fn new(queues: Vec<Arc<Queue>>, driver_closed: Arc<AtomicBool>) -> Self {
+        MemorySubscription {
+            queues,
+            inflight: Mutex::new(HashMap::new()),
+            next_tag: AtomicU64::new(1),
+            next_queue: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            driver_closed,
+        }
+    }
+
+    /// Take up to `max` records, visiting the queues round-robin. Synchronous, so a
+    /// cancelled `receive` never loses what it took.
+    fn take(&self, max: usize) -> Vec<ReceivedRecord> {
+        let mut out = Vec::new();
+        let n = self.queues.len();
+        let start = self.next_queue.fetch_add(1, Ordering::Relaxed);
+        let mut entries = Vec::new();
+        let mut taken: Vec<(usize, Entry)> = Vec::new();
+        for i in 0..n {
+            if taken.len() >= max {
+                break;
+            }
+            let idx = (start + i) % n;
+            entries.clear();
+            self.queues[idx].pop_many(max - taken.len(), &mut entries);
+            taken.extend(entries.drain(..).map(|e| (idx, e)));
+        }
+        if taken.is_empty() {
+            return out;
+        }
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        for (idx, entry) in taken {
+            let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+            out.push(ReceivedRecord {
+                tag: DeliveryTag(tag),
+                topic: entry.topic.to_string(),
+                body: entry.body.clone(),
+            });
+            inflight.insert(tag, (idx, entry));
+        }
+        out
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) || self.driver_closed.load(Ordering::Acquire) {
+            Err(Error::closed("memory subscription"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn give_back(&self, tags: Option<&[DeliveryTag]>) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut back: Vec<(usize, Entry)> = match tags {
+            Some(tags) => tags.iter().filter_map(|t| inflight.remove(&t.0)).collect(),
+            None => inflight.drain().map(|(_, v)| v).collect(),
+        };
+        drop(inflight);
+        back.sort_by_key(|(idx, _)| *idx);
+        for (idx, entry) in back {
+            self.queues[idx].push_back_unbounded([entry]);
+        }
+    }
+}
+
+#[async_trait]
+impl Subscription for MemorySubscription {
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedRecord>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            self.check_open()?;
+            let got = self.take(max);
+            if !got.is_empty() {
+                return Ok(got);
+            }
+            // Register interest first, then look again, so that no push is missed.
+            let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = self
+                .queues
+                .iter()
+                .map(|q| Box::pin(q.readable.notified()))
+                .collect();
+            for w in &mut waits {
+                w.as_mut().enable();
+            }
+            let got = self.take(max);
+            if !got.is_empty() {
+                return Ok(got);
+            }
+            if waits.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+                return Ok(Vec::new());
+            }
+            if tokio::time::timeout_at(deadline, futures::future::select_all(waits))
+                .await
+                .is_err()
+            {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        for t in tags {
+            inflight.remove(&t.0);
+        }
+        Ok(())
+    }
+
+    async fn requeue(&self, tags: &[DeliveryTag]) -> Result<()> {
+        self.give_back(Some(tags));
+        Ok(())
+    }
+
+    async fn close(&self, _timeout: Duration) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.give_back(None);
+        Ok(())
+    }
+}
+
+impl Drop for MemorySubscription {
+    fn drop(&mut self) {
+        // A listener that vanished without closing must not lose what it held.
+        self.give_back(None);
+    }
+}
