@@ -1,1 +1,10 @@
-//! placeholder
+//! # integration-tests
+//!
+//! The driver conformance suite ([`conformance`]): one set of cases every driver
+//! must pass, run through a small [`conformance::DriverHarness`] that each driver
+//! supplies, with capability flags for what a driver may legitimately lack.
+//!
+//! Use [`conformance_tests!`] in a test file to get one `#[test]` per case.
+
+pub mod conformance;
+pub mod support;

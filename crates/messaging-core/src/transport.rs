@@ -260,7 +260,6 @@ impl Transport {
 /// Dropping a receipt is fine: a failure is still retried, logged and counted
 /// ([`Transport::counters`]); awaiting [`DeliveryReceipt::delivered`] tells the caller.
 #[derive(Debug)]
-#[must_use = "await `delivered()` to learn whether the broker has the notification"]
 pub struct DeliveryReceipt {
     waits: Vec<oneshot::Receiver<Result<()>>>,
 }

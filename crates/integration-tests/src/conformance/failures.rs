@@ -1,0 +1,185 @@
+//! Requeue, handler errors and panics, foreign records.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use messaging_core::{
+    Context, HandlerOutcome, NotificationEndpoint, NotificationListener, Priority, Retry, Target,
+};
+use serde_json::json;
+
+use super::{notifier, unique, Harness};
+use crate::support::{assert_exactly_once, Collector};
+
+type Attempts = Arc<Mutex<HashMap<i64, usize>>>;
+
+/// An endpoint whose handler misbehaves (`how`) on the first attempt of every odd
+/// index, and records handled indexes in `done`.
+fn flaky(done: Collector, attempts: Attempts, how: &'static str) -> NotificationEndpoint {
+    NotificationEndpoint::from_fn(move |n| {
+        let done = done.clone();
+        let attempts = attempts.clone();
+        async move {
+            let i = n.payload["i"].as_i64().unwrap_or(-1);
+            let attempt = {
+                let mut a = attempts.lock().unwrap();
+                let c = a.entry(i).or_default();
+                *c += 1;
+                *c
+            };
+            if i % 2 == 1 && attempt == 1 {
+                match how {
+                    "requeue" => return Ok(HandlerOutcome::Requeue),
+                    "error" => return Err(format!("refusing {i} once").into()),
+                    _ => panic!("handler panics on {i}"),
+                }
+            }
+            done.push(n);
+            Ok(HandlerOutcome::Handled)
+        }
+    })
+}
+
+async fn misbehaving_run(
+    h: Harness,
+    how: &'static str,
+    allow_requeue: bool,
+) -> (Collector, Attempts, messaging_core::ListenerCounters) {
+    let t = h.transport().await;
+    let topic = unique(how);
+    let done = Collector::new();
+    let attempts: Attempts = Arc::default();
+    let l = NotificationListener::builder(&t)
+        .target(Target::new(&topic))
+        .endpoint(flaky(done.clone(), attempts.clone(), how))
+        .allow_requeue(allow_requeue)
+        .build()
+        .unwrap();
+    l.start().await.unwrap();
+    let n = notifier(&t, &[&topic]);
+    for i in 0..20 {
+        n.info(&Context::new(), how, &json!({"i": i}))
+            .await
+            .unwrap();
+    }
+    let expect = if allow_requeue { 20 } else { 10 };
+    done.settle(expect, h.patience() * 2, h.quiet_period())
+        .await;
+    // Wait until the listener has seen everything it will see.
+    let deadline = tokio::time::Instant::now() + h.patience();
+    while attempts.lock().unwrap().len() < 20 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(h.quiet_period()).await;
+    l.stop_and_wait().await.unwrap();
+    let counters = l.counters();
+    t.close(h.patience()).await.unwrap();
+    (done, attempts, counters)
+}
+
+/// A handler's `Requeue` makes the notification come back; each is handled once.
+pub async fn requeue_redelivers(h: Harness) {
+    if !h.capabilities().requeue {
+        return requeue_refused_is_acknowledged(h).await;
+    }
+    let (done, attempts, counters) = misbehaving_run(h, "requeue", true).await;
+    assert_exactly_once(&done.indexes(), 20, "requeued then handled");
+    let a = attempts.lock().unwrap();
+    for i in 0..20 {
+        let expected = if i % 2 == 1 { 2 } else { 1 };
+        assert_eq!(a.get(&i), Some(&expected), "attempts of {i}");
+    }
+    assert_eq!(counters.requeued, 10);
+}
+
+async fn requeue_refused_is_acknowledged(h: Harness) {
+    let (done, _, _) = misbehaving_run(h, "requeue", true).await;
+    assert_eq!(done.len(), 10);
+}
+
+/// A handler error counts as requeue when the listener allows it.
+pub async fn handler_error_requeues_when_allowed(h: Harness) {
+    if !h.capabilities().requeue {
+        return;
+    }
+    let (done, _, counters) = misbehaving_run(h, "error", true).await;
+    assert_exactly_once(&done.indexes(), 20, "errors requeued then handled");
+    assert_eq!(counters.handler_failures, 10);
+}
+
+/// Without requeue, a failed notification is acknowledged (and logged), never
+/// delivered again, and the listener goes on.
+pub async fn handler_error_acknowledged_without_requeue(h: Harness) {
+    let (done, attempts, counters) = misbehaving_run(h, "error", false).await;
+    let mut got = done.indexes();
+    got.sort();
+    assert_eq!(got, (0..20).filter(|i| i % 2 == 0).collect::<Vec<_>>());
+    assert!(
+        attempts.lock().unwrap().values().all(|c| *c == 1),
+        "nothing redelivered"
+    );
+    assert_eq!(counters.handler_failures, 10);
+    assert_eq!(counters.requeued, 0);
+}
+
+/// A panicking handler neither kills the listener nor loses the notification.
+pub async fn handler_panic_does_not_kill_listener(h: Harness) {
+    let allow = h.capabilities().requeue;
+    let (done, _, counters) = misbehaving_run(h, "panic", allow).await;
+    if allow {
+        assert_exactly_once(&done.indexes(), 20, "panics requeued then handled");
+    } else {
+        assert_eq!(done.len(), 10);
+    }
+    assert_eq!(counters.handler_failures, 10);
+}
+
+/// Records that are not oslo notifications are skipped and counted; the listener goes on.
+pub async fn foreign_records_are_skipped(h: Harness) {
+    let t = h.transport().await;
+    let topic = unique("foreign");
+    let got = Collector::new();
+    let l = NotificationListener::builder(&t)
+        .target(Target::new(&topic))
+        .endpoint(got.endpoint())
+        .build()
+        .unwrap();
+    l.start().await.unwrap();
+    let wire = t.notification_topic(&topic, Priority::Info);
+    let foreign: [&[u8]; 5] = [
+        b"not json at all",
+        br#"{"oslo.version": "3.0", "oslo.message": "{}"}"#,
+        br#"{"oslo.version": "2.0", "oslo.message": "{broken"}"#,
+        br#"{"hello": "world"}"#,
+        b"",
+    ];
+    let n = notifier(&t, &[&topic]);
+    n.info(&Context::new(), "before", &json!({"i": 0}))
+        .await
+        .unwrap();
+    for body in foreign {
+        t.send(&wire, Bytes::from_static(body), Retry::Limited(3))
+            .await
+            .unwrap()
+            .delivered()
+            .await
+            .unwrap();
+    }
+    n.info(&Context::new(), "after", &json!({"i": 1}))
+        .await
+        .unwrap();
+    got.settle(2, h.patience(), h.quiet_period()).await;
+    assert_exactly_once(
+        &got.indexes(),
+        2,
+        "real notifications around foreign records",
+    );
+    let deadline = tokio::time::Instant::now() + h.patience();
+    while l.counters().skipped < 5 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(l.counters().skipped, 5);
+    l.stop_and_wait().await.unwrap();
+    t.close(h.patience()).await.unwrap();
+}

@@ -1,0 +1,108 @@
+//! Helpers shared by the conformance cases: collecting endpoints and waiting.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use messaging_core::{HandlerOutcome, Notification, NotificationEndpoint};
+use tokio::sync::Notify;
+
+/// Collects every notification an endpoint receives.
+#[derive(Debug, Clone, Default)]
+pub struct Collector {
+    seen: Arc<Mutex<Vec<Arc<Notification>>>>,
+    changed: Arc<Notify>,
+}
+
+impl Collector {
+    /// An empty collector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record one notification.
+    pub fn push(&self, n: Arc<Notification>) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).push(n);
+        self.changed.notify_waiters();
+    }
+
+    /// An endpoint (all priorities) that records and returns `Handled`.
+    pub fn endpoint(&self) -> NotificationEndpoint {
+        let me = self.clone();
+        NotificationEndpoint::from_fn(move |n| {
+            let me = me.clone();
+            async move {
+                me.push(n);
+                Ok(HandlerOutcome::Handled)
+            }
+        })
+    }
+
+    /// Everything collected so far.
+    pub fn all(&self) -> Vec<Arc<Notification>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many were collected.
+    pub fn len(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Wait until at least `n` were collected, or `timeout` passed; returns the count.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let waiter = self.changed.notified();
+            tokio::pin!(waiter);
+            waiter.as_mut().enable();
+            let len = self.len();
+            if len >= n {
+                return len;
+            }
+            if tokio::time::timeout_at(deadline, waiter).await.is_err() {
+                return self.len();
+            }
+        }
+    }
+
+    /// Wait for `n`, then a little longer to catch any extra (duplicate) deliveries.
+    pub async fn settle(&self, n: usize, timeout: Duration, quiet: Duration) -> usize {
+        self.wait_for(n, timeout).await;
+        tokio::time::sleep(quiet).await;
+        self.len()
+    }
+
+    /// Payload values of the collected notifications (`payload["i"]` as integers).
+    pub fn indexes(&self) -> Vec<i64> {
+        self.all()
+            .iter()
+            .filter_map(|n| n.payload.get("i").and_then(|v| v.as_i64()))
+            .collect()
+    }
+}
+
+/// Assert that `indexes` holds every number in `0..n` exactly once.
+pub fn assert_exactly_once(indexes: &[i64], n: i64, what: &str) {
+    let mut counts: HashMap<i64, usize> = HashMap::new();
+    for i in indexes {
+        *counts.entry(*i).or_default() += 1;
+    }
+    let missing: Vec<i64> = (0..n).filter(|i| !counts.contains_key(i)).collect();
+    let dups: Vec<i64> = counts
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(
+        missing.is_empty() && dups.is_empty() && indexes.len() == n as usize,
+        "{what}: expected 0..{n} exactly once; got {} records, missing {:?}, duplicated {:?}",
+        indexes.len(),
+        &missing[..missing.len().min(20)],
+        &dups[..dups.len().min(20)]
+    );
+}
