@@ -1,1 +1,82 @@
-fn main() {}
+//! `messaging`: send, listen, call, cast, sign, verify, publish samples, benchmark
+//! and demo the notification bus from the command line.
+//!
+//! Every command takes `--url` (default `memory://`); `kafka://host:9092` talks to
+//! a Kafka cluster.
+
+mod bench;
+mod demo;
+mod listen;
+mod send;
+
+use clap::{Parser, Subcommand};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "messaging",
+    version,
+    about = "A notification bus for Rust services, wire-compatible with oslo.messaging"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send notifications.
+    Send(send::SendArgs),
+    /// Listen to notifications and print one JSON object per line.
+    Listen(listen::ListenArgs),
+    /// A self-contained demonstration: services, pools, a filter, a batch listener.
+    Demo(demo::DemoArgs),
+    /// Measure notify-to-handler throughput and latency.
+    Bench(bench::BenchArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MESSAGING_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Register every driver this tool ships with.
+pub(crate) fn register_drivers() {
+    driver_memory::register();
+    // driver_kafka::register();
+}
+
+fn main() -> std::process::ExitCode {
+    init_logging();
+    register_drivers();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Send(a) => send::run(a).await,
+            Command::Listen(a) => listen::run(a).await,
+            Command::Demo(a) => demo::run(a).await,
+            Command::Bench(a) => bench::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `messaging bench`: notify throughput, notify-to-handler throughput and latency.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use messaging_core::{
+    Context, Error, ErrorKind, HandlerOutcome, NotificationEndpoint, NotificationListener,
+    Notifier, Result, Retry, StartPosition, Target, Transport,
+};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+/// Arguments of `messaging bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Transport URL.
+    #[arg(long, default_value = "memory://bench", env = "MESSAGING_URL")]
+    url: String,
+    /// Notifications to send.
+    #[arg(long, default_value_t = 200_000)]
+    count: u64,
+    /// Payload size in bytes (the JSON payload is padded to about this size).
+    #[arg(long, default_value_t = 200)]
+    payload_size: usize,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+    /// Give up waiting for deliveries after this many seconds.
+    #[arg(long, default_value_t = 300.0)]
+    timeout: f64,
+}
+
+#[derive(Serialize)]
+struct BenchPayload<'a> {
+    t: u64,
+    pad: &'a str,
+}
+
+/// The figures of one run.
+#[derive(Debug, Serialize)]
+pub(crate) struct BenchReport {
+    pub(crate) url: String,
+    pub(crate) count: u64,
+    pub(crate) payload_size: usize,
+    pub(crate) notify_per_sec: f64,
+    pub(crate) end_to_end_per_sec: f64,
+    pub(crate) latency_p50_us: u64,
+    pub(crate) latency_p99_us: u64,
+    pub(crate) latency_max_us: u64,
+}
+
+fn progress(count: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(count), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message("handled");
+    bar
+}
+
+/// Run the notify-to-handler benchmark on `url`.
+pub(crate) async fn measure(
+    url: &str,
+    count: u64,
+    payload_size: usize,
+    timeout: Duration,
+) -> Result<BenchReport> {
+    let transport = Transport::open(url)?;
+    let topic = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let histogram = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
+            .map_err(|e| Error::new(ErrorKind::Internal, "histogram").with_source(e))?,
+    ));
+    let handled = Arc::new(AtomicU64::new(0));
+    let all_done = Arc::new(Notify::new());
+    let origin = Instant::now();
+    let bar = progress(count);
+    let endpoint = {
+        let histogram = histogram.clone();
+        let handled = handled.clone();
+        let all_done = all_done.clone();
+        let bar = bar.clone();
+        NotificationEndpoint::from_fn(move |n| {
+            let now = origin.elapsed().as_micros() as u64;
+            let sent = n.payload.get("t").and_then(|v| v.as_u64()).unwrap_or(now);
+            if let Ok(mut h) = histogram.lock() {
+                let _ = h.record(now.saturating_sub(sent).max(1));
+            }
+            let done = handled.fetch_add(1, Ordering::Relaxed) + 1;
+            if done % 1024 == 0 || done == count {
+                bar.set_position(done);
+            }
+            if done == count {
+                all_done.notify_one();
+            }
+            async { Ok(HandlerOutcome::Handled) }
+        })
+    };
+    let listener = NotificationListener::builder(&transport)
+        .target(Target::new(&topic))
+        .endpoint(endpoint)
+        .start_position(StartPosition::Earliest)
+        .max_concurrency(256)
+        .build()?;
+    listener.start().await?;
+    let notifier = Notifier::builder()
+        .publisher_id("bench.publisher")
+        .topic(&topic)
+        .retry(Retry::Limited(3))
+        .transport(&transport)
+        .build()?;
+    let pad = "x".repeat(payload_size.saturating_sub(40));
+    let ctx = Context::new();
+    let started = Instant::now();
+    let mut pending = Vec::new();
+    for _ in 0..count {
+        let payload = BenchPayload {
+            t: origin.elapsed().as_micros() as u64,
+            pad: &pad,
+        };
+        let receipt = notifier.info(&ctx, "bench.event", &payload).await?;
+        if !receipt.is_delivered() {
+            pending.push(receipt);
+        }
+    }
+    let notify_secs = started.elapsed().as_secs_f64();
+    let waited = tokio::time::timeout(timeout, async {
+        if handled.load(Ordering::Relaxed) < count {
+            all_done.notified().await;
+        }
+    })
+    .await;
+    let e2e_secs = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    for r in pending {
+        r.delivered().await?;
+    }
+    listener.stop_and_wait().await?;
+    transport.close(Duration::from_secs(30)).await?;
+    if waited.is_err() {
+        return Err(Error::timeout(format!(
+            "only {} of {count} notifications were handled within {timeout:?}",
+            handled.load(Ordering::Relaxed)
+        )));
+    }
+    let h = histogram
+        .lock()
+        .map_err(|_| Error::new(ErrorKind::Internal, "histogram lock"))?;
+    Ok(BenchReport {
+        url: transport.url().to_string(),
+        count,
+        payload_size,
+        notify_per_sec: count as f64 / notify_secs,
+        end_to_end_per_sec: count as f64 / e2e_secs,
+        latency_p50_us: h.value_at_quantile(0.50),
+        latency_p99_us: h.value_at_quantile(0.99),
+        latency_max_us: h.max(),
+    })
+}
+
+pub(crate) async fn run(a: BenchArgs) -> Result<()> {
+    let timeout = Duration::from_secs_f64(a.timeout.max(1.0));
+    let report = measure(&a.url, a.count, a.payload_size, timeout).await?;
+    println!("notify-to-handler benchmark on {}", report.url);
+    println!("  notifications      {:>12}", report.count);
+    println!("  payload size       {:>12} B", report.payload_size);
+    println!("  notify rate        {:>12.0} /s", report.notify_per_sec);
+    println!(
+        "  end-to-end rate    {:>12.0} /s",
+        report.end_to_end_per_sec
+    );
+    println!("  latency p50        {:>12} µs", report.latency_p50_us);
+    println!("  latency p99        {:>12} µs", report.latency_p99_us);
+    println!("  latency max        {:>12} µs", report.latency_max_us);
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
