@@ -8,3 +8,7 @@
 
 pub mod conformance;
 pub mod support;
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../../../README.md")]
+pub mod readme {}

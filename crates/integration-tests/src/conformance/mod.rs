@@ -5,7 +5,7 @@
 //! [`messaging_core::Capabilities`]) check the documented fallback instead of
 //! being skipped silently. Topic and pool names are unique per case.
 //!
-//! ```ignore
+//! ```text
 //! // tests/conformance_mydriver.rs
 //! integration_tests::conformance_tests!(Some(my_harness()));
 //! ```
