@@ -12,3 +12,15 @@ pub mod support;
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../../README.md")]
 pub mod readme {}
+
+/// The user guide's examples, compiled and run as doc tests.
+#[doc = include_str!("../../../docs/user-guide.md")]
+pub mod user_guide {}
+
+/// The configuration reference's examples, compiled and run as doc tests.
+#[doc = include_str!("../../../docs/configuration.md")]
+pub mod configuration_guide {}
+
+/// The driver-writing guide's examples, compiled as doc tests.
+#[doc = include_str!("../../../docs/writing-a-driver.md")]
+pub mod writing_a_driver {}

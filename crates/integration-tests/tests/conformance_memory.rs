@@ -26,7 +26,7 @@ impl DriverHarness for MemoryHarness {
         Capabilities {
             requeue: true,
             replays_history: false,
-            rpc: false,
+            rpc: true,
             ordered_per_partition: true,
         }
     }

@@ -16,6 +16,7 @@ pub mod failures;
 pub mod filters;
 pub mod lifecycle;
 pub mod pools;
+pub mod rpc;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -153,7 +154,16 @@ macro_rules! conformance_tests {
             batch::batch_timeout,
             lifecycle::stop_drains_without_loss,
             lifecycle::lifecycle_is_idempotent,
-            lifecycle::notify_after_close_is_closed_error
+            lifecycle::notify_after_close_is_closed_error,
+            rpc::rpc_call_and_reply,
+            rpc::rpc_cast,
+            rpc::rpc_fanout_to_three_servers,
+            rpc::rpc_directed_server,
+            rpc::rpc_timeout_without_server,
+            rpc::rpc_remote_error,
+            rpc::rpc_hundred_concurrent_calls,
+            rpc::rpc_stop_drains,
+            rpc::rpc_capability_is_truthful
         );
     };
     (@cases $harness:expr; $($module:ident :: $case:ident),* $(,)?) => {
