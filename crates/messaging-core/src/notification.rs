@@ -91,11 +91,26 @@ impl Notification {
 /// Format a time as oslo does: `YYYY-MM-DD HH:MM:SS.ffffff`, without the fraction
 /// when the microseconds are 0.
 pub fn format_timestamp(time: DateTime<Utc>) -> String {
-    if time.nanosecond() / 1000 == 0 {
-        time.format("%Y-%m-%d %H:%M:%S").to_string()
-    } else {
-        time.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    use chrono::Datelike;
+    use std::fmt::Write;
+    // Written field by field: chrono's strftime parses its pattern on every call,
+    // and this runs once per notification.
+    let mut out = String::with_capacity(26);
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    let micros = (time.nanosecond() % 1_000_000_000) / 1000;
+    if micros != 0 {
+        let _ = write!(out, ".{micros:06}");
     }
+    out
 }
 
 /// The keys removed from a context before it is sent, unless configured otherwise.
