@@ -21,12 +21,18 @@
 //! fail with `ResourceExhausted`; requeued and unacknowledged records go back to their
 //! pool; records pass through the same oslo envelope as on Kafka.
 //!
+//! **RPC.** Supported (calls, casts, fanout, directed servers; see `docs/rpc.md`):
+//! a request a server took is answered at most once and never redelivered; requests
+//! not yet taken wait for a server until their call's timeout; a stopping server
+//! leaves what it did not take to the others.
+//!
 //! | option | default | meaning |
 //! |---|---|---|
 //! | `queue_capacity` | 100000 | records one (topic, pool) queue holds before senders wait |
 
 mod broker;
 mod queue;
+mod rpc;
 mod subscription;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +46,7 @@ use messaging_core::driver::{
     SubscriptionSpec,
 };
 use messaging_core::options::{DriverOptions, OptionKind, OptionSpec};
+use messaging_core::rpc::RpcDriver;
 use messaging_core::{DriverRegistry, Error, Result, TransportUrl};
 
 pub use broker::MemoryBroker;
@@ -77,9 +84,11 @@ impl DriverFactory for MemoryDriverFactory {
             .map(|h| h.hostname.clone())
             .unwrap_or_default();
         let capacity = options.int("queue_capacity").unwrap_or(100_000) as usize;
+        let closed = Arc::new(AtomicBool::new(false));
         Ok(Arc::new(MemoryDriver {
             broker: MemoryBroker::instance(&name, capacity),
-            closed: Arc::new(AtomicBool::new(false)),
+            rpc: Arc::new(rpc::MemoryRpc::new(&name, capacity, closed.clone())),
+            closed,
         }))
     }
 }
@@ -98,6 +107,7 @@ pub fn register() {
 #[derive(Debug)]
 pub struct MemoryDriver {
     broker: Arc<MemoryBroker>,
+    rpc: Arc<rpc::MemoryRpc>,
     closed: Arc<AtomicBool>,
 }
 
@@ -118,7 +128,7 @@ impl Driver for MemoryDriver {
         Capabilities {
             requeue: true,
             replays_history: false,
-            rpc: false,
+            rpc: true,
             ordered_per_partition: true,
         }
     }
@@ -141,5 +151,9 @@ impl Driver for MemoryDriver {
     async fn close(&self, _timeout: Duration) -> Result<CloseReport> {
         self.closed.store(true, Ordering::Release);
         Ok(CloseReport::default())
+    }
+
+    fn rpc(&self, _operation: &str) -> Result<Arc<dyn RpcDriver>> {
+        Ok(self.rpc.clone())
     }
 }

@@ -26,7 +26,10 @@ pub struct Capabilities {
     pub requeue: bool,
     /// A new pool (consumer group) can start from records sent before it subscribed.
     pub replays_history: bool,
-    /// The driver implements RPC.
+    /// The driver implements RPC: [`Driver::rpc`] returns its
+    /// [`crate::rpc::RpcDriver`] for every operation (`rpc.call`, `rpc.cast`,
+    /// `rpc.fanout`, `rpc.server`). When false, each of them fails with
+    /// [`crate::ErrorKind::Unsupported`] without touching the network.
     pub rpc: bool,
     /// Records of one topic (partition) reach one pool member in the order sent.
     pub ordered_per_partition: bool,
@@ -153,10 +156,13 @@ pub trait Driver: Send + Sync + Debug {
     /// Deliver what is queued (within `timeout`) and release resources.
     async fn close(&self, timeout: Duration) -> Result<CloseReport>;
 
-    /// The RPC side of this driver.
+    /// The RPC side of this driver, for `operation` (`rpc.call`, `rpc.cast`,
+    /// `rpc.fanout` or `rpc.server`; see [`crate::rpc::operation`]).
     ///
-    /// The default refuses with [`crate::ErrorKind::Unsupported`], naming the driver
-    /// and the operation.
+    /// [`crate::rpc::RpcClient`] and [`crate::rpc::RpcServer`] call this before
+    /// anything else. The default refuses with [`crate::ErrorKind::Unsupported`],
+    /// naming the driver and the operation, and must not touch the network. A
+    /// driver that overrides it also sets [`Capabilities::rpc`].
     fn rpc(&self, operation: &str) -> Result<std::sync::Arc<dyn crate::rpc::RpcDriver>> {
         Err(crate::Error::unsupported(self.name(), operation))
     }

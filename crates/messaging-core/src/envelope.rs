@@ -153,7 +153,7 @@ pub fn decode(body: &[u8]) -> Result<Notification> {
     }
 }
 
-fn check_version(version: &str) -> Result<()> {
+pub(crate) fn check_version(version: &str) -> Result<()> {
     let mut parts = version.split('.');
     let major: Option<u32> = parts.next().and_then(|p| p.parse().ok());
     let minor: Option<u32> = match parts.next() {

@@ -8,6 +8,8 @@
 //! - [`Notifier`]: emits notifications of every [`Priority`] through sinks.
 //! - [`NotificationListener`]: dispatches notifications to endpoints, with filters,
 //!   pools, batches, requeue and a graceful stop.
+//! - [`RpcClient`] and [`RpcServer`]: RPC calls, casts and fanout, dispatched to
+//!   [`RpcEndpoint`]s by namespace and version (see [`rpc`]).
 //! - [`envelope`]: the oslo v2 wire format.
 //! - [`Driver`]: the small trait a transport implements.
 //!
@@ -43,6 +45,7 @@ pub mod priority;
 pub mod registry;
 pub mod retry;
 pub mod rpc;
+pub mod target;
 pub mod transport;
 pub mod url;
 
@@ -62,5 +65,6 @@ pub use options::{DriverOptions, OptionKind, OptionSpec};
 pub use priority::Priority;
 pub use registry::DriverRegistry;
 pub use retry::Retry;
+pub use rpc::{RemoteError, RpcClient, RpcEndpoint, RpcServer};
 pub use transport::{DeliveryReceipt, Transport, TransportCounters};
 pub use url::{TransportHost, TransportUrl};

@@ -68,7 +68,10 @@ fn assert_unsupported(result: Result<impl std::fmt::Debug, Error>, driver: &str,
         },
         "{e}"
     );
-    assert!(e.to_string().contains(driver) && e.to_string().contains(operation), "{e}");
+    assert!(
+        e.to_string().contains(driver) && e.to_string().contains(operation),
+        "{e}"
+    );
 }
 
 /// Without the capability, the case's own entry point must refuse; returns
@@ -81,7 +84,11 @@ async fn claims_rpc(h: &Harness, t: &Transport, operation: &str) -> bool {
     let client = RpcClient::new(t, Target::new(unique("rpc-none")));
     let ctx = Context::new();
     match operation {
-        "rpc.call" => assert_unsupported(client.call::<_, i64>(&ctx, "m", &()).await, &driver, operation),
+        "rpc.call" => assert_unsupported(
+            client.call::<_, i64>(&ctx, "m", &()).await,
+            &driver,
+            operation,
+        ),
         "rpc.cast" => assert_unsupported(client.cast(&ctx, "m", &()).await, &driver, operation),
         "rpc.fanout" => assert_unsupported(client.fanout(&ctx, "m", &()).await, &driver, operation),
         _ => {
@@ -198,7 +205,7 @@ pub async fn rpc_directed_server(h: Harness) {
     }
     let client = RpcClient::new(&t, Target::new(&topic))
         .with_timeout(h.patience())
-        .with_server("s2".to_owned());
+        .with_server("s2");
     for _ in 0..5 {
         let who: String = client.call(&Context::new(), "hit", &()).await.unwrap();
         assert_eq!(who, "s2");
@@ -279,11 +286,14 @@ pub async fn rpc_remote_error(h: Harness) {
     );
     assert!(e.message().contains("method exploded"), "{e}");
 
-    let e = client.call::<_, ()>(&ctx, "missing", &()).await.unwrap_err();
+    let e = client
+        .call::<_, ()>(&ctx, "missing", &())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), &ErrorKind::NoSuchMethod, "{e}");
     let e = client
         .prepare()
-        .with_version("1.2".to_owned())
+        .with_version("1.2")
         .call::<_, ()>(&ctx, "fail", &())
         .await
         .unwrap_err();
@@ -368,8 +378,15 @@ pub async fn rpc_stop_drains(h: Harness) {
         by.push(c.await.unwrap().expect("every call gets its reply"));
     }
     let by_first = by.iter().filter(|w| *w == "first").count();
-    assert_eq!(by_first, 2, "the stopping server answered what it took: {by:?}");
-    assert_eq!(by.len() - by_first, 3, "the others went to the second server: {by:?}");
+    assert_eq!(
+        by_first, 2,
+        "the stopping server answered what it took: {by:?}"
+    );
+    assert_eq!(
+        by.len() - by_first,
+        3,
+        "the others went to the second server: {by:?}"
+    );
     second.stop_and_wait().await.unwrap();
     t.close(h.patience()).await.unwrap();
 }
@@ -383,7 +400,10 @@ pub async fn rpc_capability_is_truthful(h: Harness) {
     let operations = ["rpc.call", "rpc.cast", "rpc.fanout", "rpc.server"];
     if h.capabilities().rpc {
         for op in operations {
-            assert!(t.driver().rpc(op).is_ok(), "{driver} claims RPC but refuses {op}");
+            assert!(
+                t.driver().rpc(op).is_ok(),
+                "{driver} claims RPC but refuses {op}"
+            );
         }
         t.close(h.patience()).await.unwrap();
         return;
@@ -393,12 +413,28 @@ pub async fn rpc_capability_is_truthful(h: Harness) {
     }
     let client = RpcClient::new(&t, Target::new(unique("rpc-none"))).with_timeout(h.patience());
     let ctx = Context::new();
-    assert_unsupported(client.call::<_, i64>(&ctx, "m", &()).await, &driver, "rpc.call");
-    assert_unsupported(client.call_json(&ctx, "m", json!({})).await, &driver, "rpc.call");
+    assert_unsupported(
+        client.call::<_, i64>(&ctx, "m", &()).await,
+        &driver,
+        "rpc.call",
+    );
+    assert_unsupported(
+        client.call_json(&ctx, "m", json!({})).await,
+        &driver,
+        "rpc.call",
+    );
     assert_unsupported(client.cast(&ctx, "m", &()).await, &driver, "rpc.cast");
-    assert_unsupported(client.cast_json(&ctx, "m", json!({})).await, &driver, "rpc.cast");
+    assert_unsupported(
+        client.cast_json(&ctx, "m", json!({})).await,
+        &driver,
+        "rpc.cast",
+    );
     assert_unsupported(client.fanout(&ctx, "m", &()).await, &driver, "rpc.fanout");
-    assert_unsupported(client.fanout_json(&ctx, "m", json!({})).await, &driver, "rpc.fanout");
+    assert_unsupported(
+        client.fanout_json(&ctx, "m", json!({})).await,
+        &driver,
+        "rpc.fanout",
+    );
     let fanout = client.prepare().with_fanout(true);
     assert_unsupported(fanout.cast(&ctx, "m", &()).await, &driver, "rpc.fanout");
     let server = RpcServer::builder(&t, Target::new(unique("rpc-none")))

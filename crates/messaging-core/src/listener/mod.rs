@@ -42,34 +42,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::priority::Priority;
 use crate::transport::Transport;
 
+pub use crate::target::Target;
+
 /// Default bound on handlers running at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
-
-/// What a listener listens to: a topic, and an exchange (kept for oslo parity; the
-/// notification drivers here do not use it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The topic, e.g. `notifications`.
-    pub topic: String,
-    /// The exchange, if any.
-    pub exchange: Option<String>,
-}
-
-impl Target {
-    /// A target for a topic.
-    pub fn new(topic: impl Into<String>) -> Self {
-        Target {
-            topic: topic.into(),
-            exchange: None,
-        }
-    }
-
-    /// With an exchange.
-    pub fn with_exchange(mut self, exchange: impl Into<String>) -> Self {
-        self.exchange = Some(exchange.into());
-        self
-    }
-}
 
 /// A snapshot of a listener's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,0 +1,502 @@
+//! [`RpcServer`]: receives requests, dispatches them to endpoints with bounded
+//! concurrency, replies, and drains on stop.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use super::dispatcher::Dispatcher;
+use super::driver::{RpcDriver, RpcListenSpec, RpcReceiver, RpcReply};
+use super::endpoint::{RemoteError, RpcEndpoint};
+use super::wire::{self, IncomingRequest, ReplyTo};
+use super::{operation, resolve, RpcSerializer, Target, DEFAULT_MAX_CONCURRENCY};
+use crate::error::{Error, ErrorKind, Result};
+use crate::retry::Backoff;
+use crate::transport::Transport;
+
+/// A snapshot of a server's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RpcServerCounters {
+    /// Requests received (decoded or not).
+    pub received: u64,
+    /// Replies sent (calls only; failures included).
+    pub replied: u64,
+    /// Requests whose method failed, panicked, or could not be dispatched.
+    pub failed: u64,
+    /// Records that were not RPC requests (skipped, logged).
+    pub skipped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    received: AtomicU64,
+    replied: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// Builds an [`RpcServer`].
+#[derive(Debug)]
+pub struct RpcServerBuilder {
+    transport: Transport,
+    target: Target,
+    endpoints: Vec<RpcEndpoint>,
+    serializer: Option<Arc<dyn RpcSerializer>>,
+    max_concurrency: usize,
+    stop_timeout: Duration,
+}
+
+impl RpcServerBuilder {
+    /// Add an endpoint (tried in the order added).
+    pub fn endpoint(mut self, endpoint: RpcEndpoint) -> Self {
+        self.endpoints.push(endpoint);
+        self
+    }
+
+    /// Rewrite the context, arguments and results around the wire.
+    pub fn serializer(mut self, serializer: Arc<dyn RpcSerializer>) -> Self {
+        self.serializer = Some(serializer);
+        self
+    }
+
+    /// Bound on requests handled at once (default 64). The server takes no more
+    /// requests from the transport than it has room for, so the others stay
+    /// available to the other servers on the topic.
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// How long `stop` lets requests in flight finish and reply (default 30 s).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// Build the server (not started). Checks the target and the endpoints'
+    /// versions; touches nothing on the transport.
+    pub fn build(self) -> Result<RpcServer> {
+        let invalid = |m: String| Error::new(ErrorKind::InvalidArgument, m);
+        if self.target.topic.is_empty() {
+            return Err(invalid("an RPC server needs a topic".into()));
+        }
+        if self.endpoints.is_empty() {
+            return Err(invalid("an RPC server needs at least one endpoint".into()));
+        }
+        let dispatcher = Dispatcher::new(self.endpoints)?;
+        let server = self
+            .target
+            .server
+            .clone()
+            .unwrap_or_else(|| format!("server-{}", uuid::Uuid::new_v4().simple()));
+        let (exchange, topic) = resolve(&self.transport, &self.target);
+        let (stop, _) = watch::channel(false);
+        Ok(RpcServer {
+            inner: Arc::new(Inner {
+                transport: self.transport,
+                spec: RpcListenSpec {
+                    exchange,
+                    topic,
+                    server,
+                },
+                dispatcher: Arc::new(dispatcher),
+                serializer: self.serializer,
+                max_concurrency: self.max_concurrency,
+                stop_timeout: self.stop_timeout,
+                stats: Arc::new(Stats::default()),
+                stop,
+                lifecycle: tokio::sync::Mutex::new(Lifecycle {
+                    state: State::Created,
+                    task: None,
+                    result: None,
+                }),
+                stopped: Mutex::new(false),
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Created,
+    Running,
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Lifecycle {
+    state: State,
+    task: Option<JoinHandle<()>>,
+    result: Option<Result<(), String>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    transport: Transport,
+    spec: RpcListenSpec,
+    dispatcher: Arc<Dispatcher>,
+    serializer: Option<Arc<dyn RpcSerializer>>,
+    max_concurrency: usize,
+    stop_timeout: Duration,
+    stats: Arc<Stats>,
+    stop: watch::Sender<bool>,
+    lifecycle: tokio::sync::Mutex<Lifecycle>,
+    /// Set by `stop` (synchronous), so a later `start` refuses.
+    stopped: Mutex<bool>,
+}
+
+/// Serves RPC requests for a [`Target`]'s topic as a named server: requests to the
+/// topic (shared, load-balanced with the other servers on it), requests directed at
+/// its name, and fanout casts. Cheap to clone.
+///
+/// **Lifecycle.** `start`, `stop` and `wait` are idempotent, like a notification
+/// listener's: `start` after `start` does nothing, `stop` before `start` makes
+/// `start` refuse, `wait` returns once the server drained (at once if it never
+/// started). **Stop** leaves the topic at once (requests not yet taken stay for
+/// the other servers), lets the requests in flight finish within the stop timeout
+/// and sends their replies; requests still running at the deadline are abandoned
+/// (their callers time out).
+///
+/// **Failures.** An error returned by a method, a panic in it, a method that does
+/// not exist and an unsupported version all reach the caller as a failure reply;
+/// none of them stops the server. Methods run on tokio tasks, up to
+/// `max_concurrency` at once.
+#[derive(Debug, Clone)]
+pub struct RpcServer {
+    inner: Arc<Inner>,
+}
+
+impl RpcServer {
+    /// Start building a server listening on `target` (its topic, its exchange, and
+    /// its `server` name; without one, a unique name is generated).
+    pub fn builder(transport: &Transport, target: Target) -> RpcServerBuilder {
+        RpcServerBuilder {
+            transport: transport.clone(),
+            target,
+            endpoints: Vec::new(),
+            serializer: None,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            stop_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The server's name (its target's `server`, or the generated one).
+    pub fn server_name(&self) -> &str {
+        &self.inner.spec.server
+    }
+
+    /// Where the server listens on the transport.
+    pub fn listen_spec(&self) -> &RpcListenSpec {
+        &self.inner.spec
+    }
+
+    /// Start listening and dispatching. Returns once the server listens.
+    ///
+    /// On a transport without RPC this fails with [`ErrorKind::Unsupported`]
+    /// (operation `rpc.server`) before anything else.
+    pub async fn start(&self) -> Result<()> {
+        let rpc = self.inner.transport.driver().rpc(operation::SERVER)?;
+        let mut life = self.inner.lifecycle.lock().await;
+        if *self.inner.stopped.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(Error::closed("RPC server"));
+        }
+        match life.state {
+            State::Running => return Ok(()),
+            State::Stopped => return Err(Error::closed("RPC server")),
+            State::Created => {}
+        }
+        if self.inner.transport.is_closed() {
+            return Err(Error::closed("transport"));
+        }
+        let receiver = rpc.listen(self.inner.spec.clone()).await?;
+        let run = ServerLoop {
+            rpc,
+            receiver,
+            dispatcher: self.inner.dispatcher.clone(),
+            serializer: self.inner.serializer.clone(),
+            max_concurrency: self.inner.max_concurrency,
+            stop_timeout: self.inner.stop_timeout,
+            stats: self.inner.stats.clone(),
+            server: self.inner.spec.server.clone(),
+        };
+        life.task = Some(tokio::spawn(run.run(self.inner.stop.subscribe())));
+        life.state = State::Running;
+        Ok(())
+    }
+
+    /// Ask the server to stop: leave the topic, finish what is in flight. Returns at once.
+    pub fn stop(&self) {
+        *self.inner.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.inner.stop.send_replace(true);
+    }
+
+    /// Wait until the server stopped and drained.
+    pub async fn wait(&self) -> Result<()> {
+        let mut life = self.inner.lifecycle.lock().await;
+        if let Some(task) = life.task.take() {
+            let result = task
+                .await
+                .map_err(|e| format!("RPC server task failed: {e}"));
+            life.result = Some(result);
+            life.state = State::Stopped;
+        } else if *self.inner.stopped.lock().unwrap_or_else(|e| e.into_inner()) {
+            life.state = State::Stopped;
+        }
+        match &life.result {
+            Some(Err(e)) => Err(Error::new(ErrorKind::Internal, e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// `stop` then `wait`.
+    pub async fn stop_and_wait(&self) -> Result<()> {
+        self.stop();
+        self.wait().await
+    }
+
+    /// The server's counters.
+    pub fn counters(&self) -> RpcServerCounters {
+        let s = &self.inner.stats;
+        RpcServerCounters {
+            received: s.received.load(Ordering::Relaxed),
+            replied: s.replied.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            skipped: s.skipped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct ServerLoop {
+    rpc: Arc<dyn RpcDriver>,
+    receiver: Box<dyn RpcReceiver>,
+    dispatcher: Arc<Dispatcher>,
+    serializer: Option<Arc<dyn RpcSerializer>>,
+    max_concurrency: usize,
+    stop_timeout: Duration,
+    stats: Arc<Stats>,
+    server: String,
+}
+
+/// What a finished request leaves to send: a reply for a call, nothing for a cast.
+type Done = Option<RpcReply>;
+
+impl ServerLoop {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut replies: Vec<RpcReply> = Vec::new();
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let free = self.max_concurrency.saturating_sub(tasks.len());
+            tokio::select! {
+                biased;
+                changed = stop.changed() => {
+                    if changed.is_err() { break; }
+                }
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    self.collect(done, &mut replies);
+                    while let Some(done) = tasks.try_join_next() {
+                        self.collect(done, &mut replies);
+                    }
+                }
+                received = self.receiver.receive(free, Duration::from_secs(1)), if free > 0 => match received {
+                    Ok(bodies) => {
+                        backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+                        for body in bodies {
+                            self.accept(body, &mut tasks, &mut replies);
+                        }
+                    }
+                    Err(e) if e.kind() == &ErrorKind::Closed => {
+                        tracing::info!(server = %self.server, "RPC requests closed under the server");
+                        break;
+                    }
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(server = %self.server, error = %e, ?delay, "receiving RPC requests failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                },
+            }
+            self.flush(&mut replies).await;
+        }
+        self.drain(tasks, replies).await;
+    }
+
+    /// Leave the topic first (what was not taken stays for the other servers), then
+    /// let the requests in flight finish and reply.
+    async fn drain(self, mut tasks: JoinSet<Done>, mut replies: Vec<RpcReply>) {
+        if let Err(e) = self.receiver.close(self.stop_timeout).await {
+            tracing::warn!(server = %self.server, error = %e, "leaving the RPC topic failed");
+        }
+        let deadline = Instant::now() + self.stop_timeout;
+        while !tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+                Ok(Some(done)) => self.collect(done, &mut replies),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        server = %self.server,
+                        in_flight = tasks.len(),
+                        "stop deadline passed with RPC methods still running; abandoning them (their callers time out)"
+                    );
+                    tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        self.flush(&mut replies).await;
+    }
+
+    fn collect(
+        &self,
+        done: std::result::Result<Done, tokio::task::JoinError>,
+        replies: &mut Vec<RpcReply>,
+    ) {
+        match done {
+            Ok(Some(reply)) => replies.push(reply),
+            Ok(None) => {}
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => tracing::error!(server = %self.server, error = %e, "RPC request task failed"),
+        }
+    }
+
+    async fn flush(&self, replies: &mut Vec<RpcReply>) {
+        if replies.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(replies);
+        let n = batch.len() as u64;
+        match self.rpc.send_replies(batch).await {
+            Ok(()) => {
+                self.stats.replied.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(server = %self.server, error = %e, count = n, "sending RPC replies failed; their callers time out")
+            }
+        }
+    }
+
+    fn accept(&self, body: Bytes, tasks: &mut JoinSet<Done>, replies: &mut Vec<RpcReply>) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        match wire::decode_request(&body) {
+            Ok(request) => {
+                let job = handle(
+                    request,
+                    self.dispatcher.clone(),
+                    self.serializer.clone(),
+                    self.stats.clone(),
+                );
+                tasks.spawn(job);
+            }
+            Err(bad) => {
+                let preview = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
+                tracing::warn!(server = %self.server, error = %bad.error, preview, "skipping a record that is not an RPC request");
+                match bad.reply {
+                    Some(to) => {
+                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        let failure = RemoteError::new("InvalidRequest", bad.error.to_string())
+                            .with_module("messaging_core.rpc");
+                        if let Some(r) = reply_for(&to, Err(failure)) {
+                            replies.push(r);
+                        }
+                    }
+                    None => {
+                        self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Dispatch one request (panics included) and build its reply.
+async fn handle(
+    request: IncomingRequest,
+    dispatcher: Arc<Dispatcher>,
+    serializer: Option<Arc<dyn RpcSerializer>>,
+    stats: Arc<Stats>,
+) -> Done {
+    let reply_to = request.reply.clone();
+    let method = request.method.clone();
+    let outcome = AssertUnwindSafe(invoke(request, &dispatcher, serializer.as_deref()))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Err(RemoteError::new(
+                "Panic",
+                format!("{method} panicked: {}", panic_text(panic.as_ref())),
+            ))
+        });
+    if let Err(e) = &outcome {
+        stats.failed.fetch_add(1, Ordering::Relaxed);
+        match &reply_to {
+            Some(_) => {
+                tracing::debug!(method, error = %e, "RPC method failed; replying with the failure")
+            }
+            None => tracing::warn!(method, error = %e, "RPC cast failed"),
+        }
+    }
+    reply_for(reply_to.as_ref()?, outcome)
+}
+
+async fn invoke(
+    request: IncomingRequest,
+    dispatcher: &Dispatcher,
+    serializer: Option<&dyn RpcSerializer>,
+) -> Result<Value, RemoteError> {
+    let serialization = |e: Error| RemoteError::new("SerializationError", e.to_string());
+    let method = dispatcher.find(
+        request.namespace.as_deref(),
+        &request.version,
+        &request.method,
+    )?;
+    let Some(s) = serializer else {
+        return method(request.context, Value::Object(request.args)).await;
+    };
+    let context = s
+        .deserialize_context(request.context)
+        .map_err(serialization)?;
+    let mut args = Map::with_capacity(request.args.len());
+    for (k, v) in request.args {
+        args.insert(k, s.deserialize_entity(&context, v).map_err(serialization)?);
+    }
+    let result = method(context.clone(), Value::Object(args)).await?;
+    s.serialize_entity(&context, result).map_err(serialization)
+}
+
+fn reply_for(to: &ReplyTo, outcome: std::result::Result<Value, RemoteError>) -> Option<RpcReply> {
+    let encoded = wire::encode_reply(&to.msg_id, &outcome.map_err(RemoteError::into_wire))
+        .or_else(|e| {
+            tracing::error!(error = %e, "an RPC reply does not encode; sending the failure instead");
+            let failure = RemoteError::new("SerializationError", e.to_string()).into_wire();
+            wire::encode_reply(&to.msg_id, &Err(failure))
+        });
+    match encoded {
+        Ok(body) => Some(RpcReply {
+            reply_queue: to.reply_queue.clone(),
+            body: body.into(),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "an RPC failure reply does not encode; the caller times out");
+            None
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic".to_owned())
+}
