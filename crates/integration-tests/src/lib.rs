@@ -24,3 +24,7 @@ pub mod configuration_guide {}
 /// The driver-writing guide's examples, compiled as doc tests.
 #[doc = include_str!("../../../docs/writing-a-driver.md")]
 pub mod writing_a_driver {}
+
+/// The RPC guide's examples, compiled and run as doc tests.
+#[doc = include_str!("../../../docs/rpc.md")]
+pub mod rpc_guide {}
