@@ -1,0 +1,192 @@
+//! Topic creation (`create_topics=true`, and always on the embedded mock cluster).
+//!
+//! Kafka brokers may refuse to auto-create topics (Tansu never does): a producer to
+//! a missing topic then waits until `delivery_timeout`, and a consumer sees
+//! UNKNOWN_TOPIC_OR_PART. With `create_topics=true` the driver creates the topics a
+//! listener subscribes to before it joins, and the topic of each send before the
+//! first record goes to it. A topic that already exists is fine.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use messaging_core::{Error, ErrorKind, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+use crate::errors;
+use crate::logging::LogContext;
+use crate::mock::MockKafka;
+
+/// How long one CreateTopics request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+enum Target {
+    Mock(Arc<MockKafka>),
+    Brokers {
+        config: ClientConfig,
+        client: OnceLock<AdminClient<LogContext>>,
+    },
+    Disabled,
+}
+
+/// Creates topics once per driver; remembers which ones exist.
+#[derive(Debug)]
+pub(crate) struct TopicAdmin {
+    target: Target,
+    partitions: i32,
+    replication_factor: i32,
+    known: Mutex<HashSet<String>>,
+    create: tokio::sync::Mutex<()>,
+}
+
+impl TopicAdmin {
+    /// Creates topics on the mock cluster directly (it has no admin API).
+    pub(crate) fn mock(mock: Arc<MockKafka>, partitions: i32) -> Self {
+        Self::new(Target::Mock(mock), partitions, 1)
+    }
+
+    /// Creates topics through the admin API of the brokers.
+    pub(crate) fn brokers(config: ClientConfig, partitions: i32, replication_factor: i32) -> Self {
+        Self::new(
+            Target::Brokers {
+                config,
+                client: OnceLock::new(),
+            },
+            partitions,
+            replication_factor,
+        )
+    }
+
+    /// Creates nothing (`create_topics=false`).
+    pub(crate) fn disabled() -> Self {
+        Self::new(Target::Disabled, 1, 1)
+    }
+
+    fn new(target: Target, partitions: i32, replication_factor: i32) -> Self {
+        TopicAdmin {
+            target,
+            partitions,
+            replication_factor,
+            known: Mutex::new(HashSet::new()),
+            create: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Whether this admin creates topics at all.
+    pub(crate) fn enabled(&self) -> bool {
+        !matches!(self.target, Target::Disabled)
+    }
+
+    fn missing(&self, topics: &[String]) -> Vec<String> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<String> = topics
+            .iter()
+            .filter(|t| !known.contains(*t))
+            .cloned()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn remember(&self, topic: String) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic);
+    }
+
+    /// Make sure `topics` exist (creating the missing ones); a no-op when disabled.
+    pub(crate) async fn ensure(&self, topics: &[String]) -> Result<()> {
+        if !self.enabled() || self.missing(topics).is_empty() {
+            return Ok(());
+        }
+        // One creation at a time: concurrent first sends to a topic create it once.
+        let _guard = self.create.lock().await;
+        let missing = self.missing(topics);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        match &self.target {
+            Target::Disabled => Ok(()),
+            Target::Mock(mock) => {
+                for topic in missing {
+                    mock.create_topic(&topic, self.partitions)?;
+                    self.remember(topic);
+                }
+                Ok(())
+            }
+            Target::Brokers { config, client } => {
+                let admin = match client.get() {
+                    Some(a) => a,
+                    None => {
+                        let created = config
+                            .create_with_context::<_, AdminClient<LogContext>>(LogContext {
+                                client: "admin",
+                            })
+                            .map_err(|e| {
+                                errors::transport("could not create the Kafka admin client", e)
+                            })?;
+                        client.get_or_init(|| created)
+                    }
+                };
+                self.create_on_brokers(admin, missing).await
+            }
+        }
+    }
+
+    async fn create_on_brokers(
+        &self,
+        admin: &AdminClient<LogContext>,
+        missing: Vec<String>,
+    ) -> Result<()> {
+        let new_topics: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|t| {
+                NewTopic::new(
+                    t,
+                    self.partitions,
+                    TopicReplication::Fixed(self.replication_factor),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|e| errors::transport(format!("could not create topics {missing:?}"), e))?;
+        let mut failure = None;
+        for result in results {
+            match result {
+                Ok(topic) => {
+                    tracing::info!(topic, partitions = self.partitions, "created a Kafka topic");
+                    self.remember(topic);
+                }
+                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => self.remember(topic),
+                Err((topic, code)) => {
+                    tracing::warn!(topic, error = %code, "could not create a Kafka topic");
+                    failure.get_or_insert_with(|| {
+                        let retryable = !matches!(
+                            code,
+                            RDKafkaErrorCode::InvalidTopic
+                                | RDKafkaErrorCode::InvalidPartitions
+                                | RDKafkaErrorCode::InvalidReplicationFactor
+                                | RDKafkaErrorCode::TopicAuthorizationFailed
+                                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                                | RDKafkaErrorCode::PolicyViolation
+                        );
+                        Error::new(
+                            ErrorKind::Transport,
+                            format!("could not create the Kafka topic {topic:?}: {code}"),
+                        )
+                        .with_retryable(retryable)
+                    });
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}

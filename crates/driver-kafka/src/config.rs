@@ -1,0 +1,684 @@
+//! From a transport URL and validated options to librdkafka client configurations.
+//!
+//! [`KafkaConfig`] is parsed once when a driver opens; [`KafkaConfig::client_config`]
+//! then builds the [`ClientConfig`] of each client the driver creates (the shared
+//! producer, one consumer per listener, the admin client). The same function serves
+//! tools that want identical settings without the driver (the raw benchmark).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use messaging_core::{
+    DriverOptions, DriverRegistry, Error, ErrorKind, Result, StartPosition, TransportUrl,
+};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::ClientConfig;
+
+use crate::options::{names::*, PASSTHROUGH_PREFIX};
+
+/// The Kafka port used when a URL's host has none.
+pub const DEFAULT_PORT: u16 = 9092;
+
+/// Passthrough keys the driver refuses: they would break its delivery guarantees or
+/// contradict the URL.
+const RESERVED_PASSTHROUGH: &[(&str, &str)] = &[
+    (
+        "enable.auto.offset.store",
+        "the driver stores offsets itself, only for handled records",
+    ),
+    (
+        "enable.auto.commit",
+        "use the enable_auto_commit option (commits stay limited to handled records)",
+    ),
+    (
+        "group.id",
+        "the group is the listener's pool, or consumer_group",
+    ),
+    ("bootstrap.servers", "the brokers are the URL's hosts"),
+];
+
+/// Which client a configuration is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRole {
+    /// The driver's shared producer.
+    Producer,
+    /// A listener's consumer.
+    Consumer {
+        /// The consumer group (the pool's name, or `consumer_group`).
+        group: String,
+        /// Where the group starts without a committed position.
+        start: StartPosition,
+    },
+    /// The admin client (topic creation).
+    Admin,
+}
+
+impl ClientRole {
+    fn passthrough_scope(&self) -> &'static str {
+        match self {
+            ClientRole::Producer => "producer.",
+            ClientRole::Consumer { .. } => "consumer.",
+            ClientRole::Admin => "admin.",
+        }
+    }
+}
+
+/// How the driver reaches the brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Brokers {
+    /// `bootstrap.servers`, from the URL's hosts.
+    Servers(String),
+    /// The embedded mock cluster (`kafka+mock://`): started by the driver when it opens.
+    Mock {
+        /// How many mock brokers to start.
+        brokers: i32,
+    },
+}
+
+/// The Kafka driver's settings, parsed from a URL and validated options.
+#[derive(Clone)]
+pub struct KafkaConfig {
+    pub(crate) brokers: Brokers,
+    /// Settings shared by every client (security, client id, passthrough).
+    common: BTreeMap<String, String>,
+    /// Passthrough settings per role scope (`producer.`, `consumer.`, `admin.`), prefix removed.
+    scoped: BTreeMap<&'static str, BTreeMap<String, String>>,
+    pub(crate) acks: &'static str,
+    pub(crate) idempotence: bool,
+    pub(crate) linger: Duration,
+    pub(crate) batch_size: i64,
+    pub(crate) compression: String,
+    pub(crate) delivery_timeout: Duration,
+    pub(crate) max_fetch_bytes: i64,
+    pub(crate) consumer_poll: Duration,
+    pub(crate) consumer_group: String,
+    pub(crate) enable_auto_commit: bool,
+    pub(crate) max_poll_records: usize,
+    pub(crate) auto_offset_reset: &'static str,
+    pub(crate) create_topics: bool,
+    pub(crate) topic_partitions: i32,
+    pub(crate) topic_replication_factor: i32,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if is_sensitive(k) { "***" } else { v.as_str() };
+                    (k.clone(), v.to_owned())
+                })
+                .collect()
+        };
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("common", &redacted(&self.common))
+            .field(
+                "scoped",
+                &self
+                    .scoped
+                    .iter()
+                    .map(|(s, m)| (*s, redacted(m)))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+            .field("acks", &self.acks)
+            .field("idempotence", &self.idempotence)
+            .field("linger", &self.linger)
+            .field("batch_size", &self.batch_size)
+            .field("compression", &self.compression)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field("consumer_group", &self.consumer_group)
+            .field("enable_auto_commit", &self.enable_auto_commit)
+            .field("max_poll_records", &self.max_poll_records)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("create_topics", &self.create_topics)
+            .field("topic_partitions", &self.topic_partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_sensitive(key: &str) -> bool {
+    key.contains("password") || key.contains("secret") || key.contains("sasl.oauthbearer")
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().min(i32::MAX as u128).to_string()
+}
+
+/// What a `kafka+SUFFIX` scheme means.
+fn scheme_suffix(url: &TransportUrl) -> Result<(Option<&'static str>, bool)> {
+    let suffix = match url.scheme_suffix() {
+        None => return Ok((None, false)),
+        Some(s) => s.to_ascii_lowercase(),
+    };
+    Ok(match suffix.as_str() {
+        "plaintext" => (Some("PLAINTEXT"), false),
+        "ssl" => (Some("SSL"), false),
+        "sasl" | "sasl-plaintext" => (Some("SASL_PLAINTEXT"), false),
+        "sasl+ssl" | "sasl-ssl" => (Some("SASL_SSL"), false),
+        "mock" => (None, true),
+        other => {
+            return Err(Error::invalid_url(format!(
+                "unknown scheme suffix {other:?} in {:?}: expected kafka+ssl, kafka+sasl, \
+                 kafka+sasl+ssl (or kafka+sasl-ssl), kafka+plaintext or kafka+mock",
+                url.scheme()
+            )))
+        }
+    })
+}
+
+impl KafkaConfig {
+    /// Parse a `kafka://` URL and its validated options.
+    pub fn from_url(url: &TransportUrl, options: &DriverOptions) -> Result<Self> {
+        let text = |n: &str| options.get(n).map(str::to_owned);
+        let int = |n: &str| options.int(n).unwrap_or_default();
+        let secs = |n: &str| options.seconds(n);
+        let flag = |n: &str| options.bool(n).unwrap_or(false);
+
+        let (implied_protocol, mock) = scheme_suffix(url)?;
+        let brokers = if mock {
+            Brokers::Mock {
+                brokers: int(MOCK_BROKERS).clamp(1, 16) as i32,
+            }
+        } else {
+            if url.hosts().is_empty() {
+                return Err(Error::invalid_url(format!(
+                    "{url} names no broker: expected kafka://host[:port][,host2[:port2]]"
+                )));
+            }
+            let servers: Vec<String> = url
+                .hosts()
+                .iter()
+                .map(|h| h.address(DEFAULT_PORT))
+                .collect();
+            Brokers::Servers(servers.join(","))
+        };
+
+        let mut common = BTreeMap::new();
+        let credentials = url.hosts().iter().find(|h| h.username.is_some()).map(|h| {
+            (
+                h.username.clone().unwrap_or_default(),
+                h.password().unwrap_or_default().to_owned(),
+            )
+        });
+        let explicit = text(SECURITY_PROTOCOL).map(|p| p.to_ascii_uppercase());
+        let protocol = match (explicit.as_deref(), implied_protocol) {
+            (Some(e), Some(i)) if e != i => {
+                return Err(Error::invalid_option(
+                    SECURITY_PROTOCOL,
+                    format!(
+                        "security_protocol={e} contradicts the URL scheme {:?}, which implies {i}",
+                        url.scheme()
+                    ),
+                ))
+            }
+            (Some(e), _) => e.to_owned(),
+            (None, Some(i)) => i.to_owned(),
+            (None, None) if credentials.is_some() && !mock => "SASL_PLAINTEXT".to_owned(),
+            (None, None) => "PLAINTEXT".to_owned(),
+        };
+        let sasl = protocol.starts_with("SASL");
+        match (&credentials, sasl) {
+            (Some((user, pass)), true) => {
+                let mechanism = text(SASL_MECHANISM)
+                    .unwrap_or_else(|| "PLAIN".into())
+                    .to_ascii_uppercase();
+                common.insert("sasl.mechanism".into(), mechanism);
+                common.insert("sasl.username".into(), user.clone());
+                common.insert("sasl.password".into(), pass.clone());
+            }
+            (None, true) => {
+                return Err(Error::invalid_url(format!(
+                    "security protocol {protocol} needs credentials in the URL: kafka://user:password@host"
+                )))
+            }
+            (Some(_), false) => tracing::warn!(
+                protocol,
+                "the URL has credentials but the security protocol uses no SASL: they are ignored"
+            ),
+            (None, false) => {}
+        }
+        common.insert("security.protocol".into(), protocol.clone());
+        for (option, key) in [
+            (SSL_CAFILE, "ssl.ca.location"),
+            (SSL_CLIENT_CERT_FILE, "ssl.certificate.location"),
+            (SSL_CLIENT_KEY_FILE, "ssl.key.location"),
+            (SSL_CLIENT_KEY_PASSWORD, "ssl.key.password"),
+        ] {
+            if let Some(v) = text(option).filter(|v| !v.is_empty()) {
+                common.insert(key.into(), v);
+            }
+        }
+        if let Some(id) = text(CLIENT_ID).filter(|v| !v.is_empty()) {
+            common.insert("client.id".into(), id);
+        }
+
+        let mut scoped: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
+        for (key, value) in options.passthrough() {
+            let Some(rest) = key.strip_prefix(PASSTHROUGH_PREFIX) else {
+                continue;
+            };
+            let (scope, setting) = ["producer.", "consumer.", "admin."]
+                .iter()
+                .find_map(|s| rest.strip_prefix(s).map(|r| (Some(*s), r)))
+                .unwrap_or((None, rest));
+            if let Some((_, why)) = RESERVED_PASSTHROUGH.iter().find(|(k, _)| *k == setting) {
+                return Err(Error::invalid_option(
+                    key,
+                    format!("{key} cannot be passed through: {why}"),
+                ));
+            }
+            match scope {
+                Some(s) => {
+                    scoped
+                        .entry(s)
+                        .or_default()
+                        .insert(setting.to_owned(), value.clone());
+                }
+                None => {
+                    common.insert(setting.to_owned(), value.clone());
+                }
+            }
+        }
+
+        let acks = match text(ACKS).unwrap_or_default().to_ascii_lowercase().as_str() {
+            "1" => "1",
+            "0" => "0",
+            _ => "all",
+        };
+        let idempotence = options.bool(IDEMPOTENCE).unwrap_or(true);
+        if idempotence && acks != "all" {
+            return Err(Error::invalid_option(
+                ACKS,
+                format!("acks={acks} needs idempotence=false: an idempotent producer waits for all in-sync replicas"),
+            ));
+        }
+        let compression = text(COMPRESSION)
+            .or_else(|| text(COMPRESSION_CODEC))
+            .unwrap_or_else(|| "none".into())
+            .to_ascii_lowercase();
+        let auto_offset_reset = match text(AUTO_OFFSET_RESET)
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "latest" => "latest",
+            _ => "earliest",
+        };
+        Ok(KafkaConfig {
+            brokers,
+            common,
+            scoped,
+            acks,
+            idempotence,
+            linger: secs(LINGER)
+                .or_else(|| secs(PRODUCER_BATCH_TIMEOUT))
+                .unwrap_or_default(),
+            batch_size: int(PRODUCER_BATCH_SIZE).max(1),
+            compression,
+            delivery_timeout: secs(DELIVERY_TIMEOUT).unwrap_or(Duration::from_secs(30)),
+            max_fetch_bytes: int(KAFKA_MAX_FETCH_BYTES).max(1),
+            consumer_poll: secs(KAFKA_CONSUMER_TIMEOUT)
+                .unwrap_or(Duration::from_secs(1))
+                .clamp(Duration::from_millis(10), Duration::from_secs(1)),
+            consumer_group: text(CONSUMER_GROUP)
+                .filter(|g| !g.is_empty())
+                .unwrap_or_else(|| "oslo_messaging_consumer".into()),
+            enable_auto_commit: flag(ENABLE_AUTO_COMMIT),
+            max_poll_records: int(MAX_POLL_RECORDS).max(1) as usize,
+            auto_offset_reset,
+            create_topics: flag(CREATE_TOPICS),
+            topic_partitions: int(TOPIC_PARTITIONS).clamp(1, 100_000) as i32,
+            topic_replication_factor: options
+                .int(TOPIC_REPLICATION_FACTOR)
+                .unwrap_or(-1)
+                .clamp(-1, 1000) as i32,
+        })
+    }
+
+    /// How the driver reaches its brokers.
+    pub fn brokers(&self) -> &Brokers {
+        &self.brokers
+    }
+
+    /// Point the configuration at these bootstrap servers (used for the mock cluster).
+    pub fn with_bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
+        self.brokers = Brokers::Servers(servers.into());
+        self
+    }
+
+    /// The consumer group of a listener: its pool, else `consumer_group`.
+    pub fn group_for(&self, pool: Option<&str>) -> String {
+        pool.filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.consumer_group.clone())
+    }
+
+    /// Whether the driver creates missing topics.
+    pub fn create_topics(&self) -> bool {
+        self.create_topics
+    }
+
+    /// The librdkafka configuration of one client.
+    ///
+    /// Fails for a `kafka+mock://` configuration whose mock cluster has not been
+    /// started yet (open the driver and use [`crate::KafkaDriver::client_config`]).
+    pub fn client_config(&self, role: &ClientRole) -> Result<ClientConfig> {
+        let servers = match &self.brokers {
+            Brokers::Servers(s) => s.clone(),
+            Brokers::Mock { .. } => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "a kafka+mock:// configuration has no brokers until the driver starts its mock cluster",
+                ))
+            }
+        };
+        let mut c = ClientConfig::new();
+        c.set_log_level(log_level());
+        c.set("bootstrap.servers", servers);
+        match role {
+            ClientRole::Producer => {
+                c.set("acks", self.acks)
+                    .set("enable.idempotence", self.idempotence.to_string())
+                    .set("linger.ms", millis(self.linger))
+                    .set("batch.num.messages", self.batch_size.to_string())
+                    .set("compression.codec", self.compression.as_str())
+                    .set("message.timeout.ms", millis(self.delivery_timeout));
+            }
+            ClientRole::Consumer { group, start } => {
+                let reset = match start {
+                    StartPosition::Default => self.auto_offset_reset,
+                    StartPosition::Latest => "latest",
+                    // A timestamp start sets explicit offsets on assignment; where that
+                    // lookup fails, starting early loses nothing.
+                    StartPosition::Earliest | StartPosition::Timestamp(_) => "earliest",
+                };
+                let commit_interval = if self.enable_auto_commit { 5000 } else { 250 };
+                c.set("group.id", group.as_str())
+                    .set("enable.auto.commit", "true")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.commit.interval.ms", commit_interval.to_string())
+                    .set("auto.offset.reset", reset)
+                    .set("enable.partition.eof", "false")
+                    .set(
+                        "max.partition.fetch.bytes",
+                        self.max_fetch_bytes.to_string(),
+                    );
+            }
+            ClientRole::Admin => {}
+        }
+        for (k, v) in &self.common {
+            c.set(k.as_str(), v.as_str());
+        }
+        if let Some(scoped) = self.scoped.get(role.passthrough_scope()) {
+            for (k, v) in scoped {
+                c.set(k.as_str(), v.as_str());
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// librdkafka's log level, following the most verbose level `tracing` enables.
+fn log_level() -> RDKafkaLogLevel {
+    use tracing::level_filters::LevelFilter;
+    match LevelFilter::current() {
+        LevelFilter::OFF | LevelFilter::ERROR => RDKafkaLogLevel::Error,
+        LevelFilter::WARN => RDKafkaLogLevel::Warning,
+        LevelFilter::INFO => RDKafkaLogLevel::Notice,
+        _ => RDKafkaLogLevel::Debug,
+    }
+}
+
+/// Validate configuration options, then the URL's query (which wins), against the
+/// Kafka driver's specs, exactly as the core's registry does.
+pub(crate) fn resolve_options(
+    url: &TransportUrl,
+    config_options: &[(String, String)],
+) -> Result<DriverOptions> {
+    let registry = DriverRegistry::new();
+    registry.register(crate::factory());
+    let factory = registry.factory(url)?;
+    let query = url.query_map();
+    DriverOptions::resolve(
+        factory.option_specs(),
+        factory.passthrough_prefixes(),
+        [config_options, query.as_slice()],
+    )
+}
+
+/// Resolve `url` and configuration options the way the core's registry does
+/// (configuration first, the URL's query wins) and build one client's configuration.
+///
+/// For tools that talk to Kafka directly with the driver's settings, such as the raw
+/// benchmark. `kafka+mock://` is refused here: open the driver
+/// ([`crate::open`]) and use [`crate::KafkaDriver::client_config`].
+pub fn client_config(
+    url: &TransportUrl,
+    config_options: &[(String, String)],
+    role: &ClientRole,
+) -> Result<ClientConfig> {
+    let options = resolve_options(url, config_options)?;
+    KafkaConfig::from_url(url, &options)?.client_config(role)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<KafkaConfig> {
+        let url = TransportUrl::parse(url)?;
+        let options = DriverOptions::resolve(
+            crate::options::SPECS,
+            &[PASSTHROUGH_PREFIX],
+            [url.query_map().as_slice()],
+        )?;
+        KafkaConfig::from_url(&url, &options)
+    }
+
+    fn producer(url: &str) -> ClientConfig {
+        parse(url)
+            .unwrap()
+            .client_config(&ClientRole::Producer)
+            .unwrap()
+    }
+
+    fn consumer(url: &str, start: StartPosition) -> ClientConfig {
+        parse(url)
+            .unwrap()
+            .client_config(&ClientRole::Consumer {
+                group: "g".into(),
+                start,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn hosts_become_bootstrap_servers_with_default_port() {
+        let c = producer("kafka://a,b:9093,[::1]:9094,[fe80::1]");
+        assert_eq!(
+            c.get("bootstrap.servers"),
+            Some("a:9092,b:9093,[::1]:9094,[fe80::1]:9092")
+        );
+        assert_eq!(c.get("security.protocol"), Some("PLAINTEXT"));
+    }
+
+    #[test]
+    fn producer_defaults() {
+        let c = producer("kafka://h");
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("linger.ms"), Some("0"));
+        assert_eq!(c.get("batch.num.messages"), Some("16384"));
+        assert_eq!(c.get("compression.codec"), Some("none"));
+        assert_eq!(c.get("message.timeout.ms"), Some("30000"));
+        assert_eq!(c.get("group.id"), None);
+    }
+
+    #[test]
+    fn aliases_win_over_oslo_names() {
+        let c = producer(
+            "kafka://h?producer_batch_timeout=0.5&linger=0.02&compression_codec=gzip&compression=ZSTD&delivery_timeout=2.5",
+        );
+        assert_eq!(c.get("linger.ms"), Some("20"));
+        assert_eq!(c.get("compression.codec"), Some("zstd"));
+        assert_eq!(c.get("message.timeout.ms"), Some("2500"));
+        let c = producer("kafka://h?producer_batch_timeout=0.5&compression_codec=lz4");
+        assert_eq!(c.get("linger.ms"), Some("500"));
+        assert_eq!(c.get("compression.codec"), Some("lz4"));
+    }
+
+    #[test]
+    fn consumer_settings_keep_commits_behind_handling() {
+        let c = consumer(
+            "kafka://h?kafka_max_fetch_bytes=2048",
+            StartPosition::Default,
+        );
+        assert_eq!(c.get("group.id"), Some("g"));
+        assert_eq!(c.get("enable.auto.commit"), Some("true"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("auto.commit.interval.ms"), Some("250"));
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(c.get("max.partition.fetch.bytes"), Some("2048"));
+        let c = consumer(
+            "kafka://h?auto_offset_reset=latest&enable_auto_commit=true",
+            StartPosition::Default,
+        );
+        assert_eq!(c.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(c.get("auto.commit.interval.ms"), Some("5000"));
+        let c = consumer(
+            "kafka://h?auto_offset_reset=latest",
+            StartPosition::Earliest,
+        );
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+        let c = consumer("kafka://h", StartPosition::Latest);
+        assert_eq!(c.get("auto.offset.reset"), Some("latest"));
+    }
+
+    #[test]
+    fn group_is_pool_else_consumer_group() {
+        let k = parse("kafka://h").unwrap();
+        assert_eq!(k.group_for(None), "oslo_messaging_consumer");
+        assert_eq!(k.group_for(Some("pool1")), "pool1");
+        let k = parse("kafka://h?consumer_group=mine").unwrap();
+        assert_eq!(k.group_for(None), "mine");
+    }
+
+    #[test]
+    fn credentials_and_security() {
+        // Credentials come from the first host that has them and imply SASL.
+        let c = producer("kafka://h1,us%40er:p%3Ass@h2,other:x@h3");
+        assert_eq!(c.get("security.protocol"), Some("SASL_PLAINTEXT"));
+        assert_eq!(c.get("sasl.username"), Some("us@er"));
+        assert_eq!(c.get("sasl.password"), Some("p:ss"));
+        assert_eq!(c.get("sasl.mechanism"), Some("PLAIN"));
+        let c = producer("kafka+sasl+ssl://u:p@h?sasl_mechanism=scram-sha-512&ssl_cafile=/ca.pem");
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("ssl.ca.location"), Some("/ca.pem"));
+        let c = producer("kafka+sasl-ssl://u:p@h");
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        let c = producer(
+            "kafka+ssl://h?ssl_client_cert_file=/c.pem&ssl_client_key_file=/k.pem&ssl_client_key_password=pw",
+        );
+        assert_eq!(c.get("security.protocol"), Some("SSL"));
+        assert_eq!(c.get("ssl.certificate.location"), Some("/c.pem"));
+        assert_eq!(c.get("ssl.key.location"), Some("/k.pem"));
+        assert_eq!(c.get("ssl.key.password"), Some("pw"));
+        assert_eq!(c.get("sasl.username"), None);
+        let c = producer("kafka://u:p@h?security_protocol=ssl");
+        assert_eq!(c.get("security.protocol"), Some("SSL"));
+        assert_eq!(c.get("sasl.password"), None);
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug() {
+        let k = parse("kafka://u:hunter2@h?rdkafka.sasl.oauthbearer.config=secret42").unwrap();
+        let text = format!("{k:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("secret42"), "{text}");
+    }
+
+    #[test]
+    fn typed_errors() {
+        let kind = |url: &str| parse(url).unwrap_err().kind().clone();
+        assert_eq!(kind("kafka://"), ErrorKind::InvalidUrl);
+        assert_eq!(kind("kafka+tls://h"), ErrorKind::InvalidUrl);
+        assert_eq!(kind("kafka+sasl://h"), ErrorKind::InvalidUrl);
+        assert_eq!(
+            kind("kafka+ssl://h?security_protocol=PLAINTEXT"),
+            ErrorKind::InvalidOption {
+                key: "security_protocol".into()
+            }
+        );
+        assert_eq!(
+            kind("kafka://h?acks=1"),
+            ErrorKind::InvalidOption { key: "acks".into() }
+        );
+        assert_eq!(
+            kind("kafka://h?rdkafka.enable.auto.offset.store=true"),
+            ErrorKind::InvalidOption {
+                key: "rdkafka.enable.auto.offset.store".into()
+            }
+        );
+        assert_eq!(
+            kind("kafka://h?rdkafka.consumer.group.id=x"),
+            ErrorKind::InvalidOption {
+                key: "rdkafka.consumer.group.id".into()
+            }
+        );
+        // acks=1 is fine without idempotence.
+        let c = producer("kafka://h?acks=1&idempotence=false");
+        assert_eq!(c.get("acks"), Some("1"));
+        assert_eq!(c.get("enable.idempotence"), Some("false"));
+    }
+
+    #[test]
+    fn passthrough_reaches_librdkafka_per_role() {
+        let url = "kafka://h?rdkafka.queue.buffering.max.messages=500000&rdkafka.consumer.session.timeout.ms=6000&rdkafka.producer.linger.ms=7&rdkafka.admin.socket.timeout.ms=1000";
+        let p = producer(url);
+        assert_eq!(p.get("queue.buffering.max.messages"), Some("500000"));
+        assert_eq!(p.get("linger.ms"), Some("7"));
+        assert_eq!(p.get("session.timeout.ms"), None);
+        let c = consumer(url, StartPosition::Default);
+        assert_eq!(c.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(c.get("queue.buffering.max.messages"), Some("500000"));
+        assert_eq!(c.get("linger.ms"), None);
+        let a = parse(url)
+            .unwrap()
+            .client_config(&ClientRole::Admin)
+            .unwrap();
+        assert_eq!(a.get("socket.timeout.ms"), Some("1000"));
+    }
+
+    #[test]
+    fn mock_needs_a_started_cluster() {
+        let k = parse("kafka+mock://?mock_brokers=3").unwrap();
+        assert_eq!(k.brokers(), &Brokers::Mock { brokers: 3 });
+        assert!(k.client_config(&ClientRole::Producer).is_err());
+        let k = k.with_bootstrap_servers("127.0.0.1:1");
+        assert_eq!(
+            k.client_config(&ClientRole::Admin)
+                .unwrap()
+                .get("bootstrap.servers"),
+            Some("127.0.0.1:1")
+        );
+    }
+
+    #[test]
+    fn public_client_config_validates_like_the_registry() {
+        let url = TransportUrl::parse("kafka://h?colour=red").unwrap();
+        let e = client_config(&url, &[], &ClientRole::Producer).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            &ErrorKind::InvalidOption {
+                key: "colour".into()
+            }
+        );
+        let url = TransportUrl::parse("kafka://h?linger=0.1").unwrap();
+        let config = vec![("linger".to_owned(), "0.5".to_owned())];
+        let c = client_config(&url, &config, &ClientRole::Producer).unwrap();
+        assert_eq!(c.get("linger.ms"), Some("100"));
+    }
+}

@@ -1,0 +1,171 @@
+//! [`KafkaDriver`]: the [`Driver`] implementation tying the producer, the consumers,
+//! topic creation and the embedded mock together.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use messaging_core::{
+    Capabilities, CloseReport, Driver, DriverOptions, Error, ErrorKind, PendingDelivery, Result,
+    StartPosition, Subscription, SubscriptionSpec, TransportUrl,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::ClientConfig;
+
+use crate::admin::TopicAdmin;
+use crate::config::{Brokers, ClientRole, KafkaConfig};
+use crate::consumer::{ConsumerSettings, KafkaSubscription};
+use crate::mock::MockKafka;
+use crate::options::PASSTHROUGH_PREFIX;
+use crate::producer::KafkaProducer;
+use crate::SCHEME;
+
+/// An open Kafka driver: one shared producer, one consumer per subscription.
+#[derive(Debug)]
+pub struct KafkaDriver {
+    config: KafkaConfig,
+    producer: KafkaProducer,
+    admin: Arc<TopicAdmin>,
+    mock: Option<Arc<MockKafka>>,
+    closed: AtomicBool,
+}
+
+/// Check a librdkafka configuration now rather than at the first send or subscribe:
+/// a bad passthrough key is an [`ErrorKind::InvalidOption`] naming it.
+fn validate(config: &ClientConfig) -> Result<()> {
+    match config.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(KafkaError::ClientConfig(_, description, key, _)) => Err(Error::invalid_option(
+            &format!("{PASSTHROUGH_PREFIX}{key}"),
+            format!("librdkafka refused {key:?}: {description}"),
+        )),
+        Err(e) => Err(crate::errors::transport(
+            "invalid Kafka client configuration",
+            e,
+        )),
+    }
+}
+
+impl KafkaDriver {
+    /// Open a driver for `url` with options already validated against [`crate::options::SPECS`].
+    ///
+    /// Connects to nothing yet: the producer is created on the first send, consumers on
+    /// subscribe. A `kafka+mock://` URL starts an embedded mock cluster now.
+    pub fn open(url: &TransportUrl, options: &DriverOptions) -> Result<Arc<Self>> {
+        let mut config = KafkaConfig::from_url(url, options)?;
+        let mock = match config.brokers() {
+            Brokers::Mock { brokers } => {
+                let mock = Arc::new(MockKafka::start(*brokers)?);
+                config = config.with_bootstrap_servers(mock.bootstrap_servers());
+                Some(mock)
+            }
+            Brokers::Servers(_) => None,
+        };
+        let producer_config = config.client_config(&ClientRole::Producer)?;
+        validate(&producer_config)?;
+        validate(&config.client_config(&ClientRole::Consumer {
+            group: config.group_for(None),
+            start: StartPosition::Default,
+        })?)?;
+        let admin = Arc::new(match &mock {
+            Some(m) => TopicAdmin::mock(m.clone(), config.topic_partitions),
+            None if config.create_topics => {
+                let admin_config = config.client_config(&ClientRole::Admin)?;
+                validate(&admin_config)?;
+                TopicAdmin::brokers(
+                    admin_config,
+                    config.topic_partitions,
+                    config.topic_replication_factor,
+                )
+            }
+            None => TopicAdmin::disabled(),
+        });
+        Ok(Arc::new(KafkaDriver {
+            producer: KafkaProducer::new(producer_config, admin.clone()),
+            config,
+            admin,
+            mock,
+            closed: AtomicBool::new(false),
+        }))
+    }
+
+    /// The embedded mock cluster of a `kafka+mock://` driver, for fault injection.
+    pub fn mock_cluster(&self) -> Option<&Arc<MockKafka>> {
+        self.mock.as_ref()
+    }
+
+    /// The parsed settings (bootstrap servers resolved, also for the mock).
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// The librdkafka configuration this driver gives one of its clients.
+    pub fn client_config(&self, role: &ClientRole) -> Result<ClientConfig> {
+        self.config.client_config(role)
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::closed("kafka driver"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for KafkaDriver {
+    fn name(&self) -> &str {
+        SCHEME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            requeue: true,
+            replays_history: true,
+            rpc: false,
+            ordered_per_partition: true,
+        }
+    }
+
+    async fn send(&self, topic: &str, body: Bytes) -> Result<PendingDelivery> {
+        self.ensure_open()?;
+        self.producer.send(topic, body).await
+    }
+
+    async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Box<dyn Subscription>> {
+        self.ensure_open()?;
+        if spec.topics.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a subscription needs at least one topic",
+            ));
+        }
+        let group = self.config.group_for(spec.pool.as_deref());
+        let client_config = self.config.client_config(&ClientRole::Consumer {
+            group: group.clone(),
+            start: spec.start,
+        })?;
+        let settings = ConsumerSettings {
+            group,
+            topics: spec.topics,
+            start: spec.start,
+            max_buffered: self.config.max_poll_records,
+            poll: self.config.consumer_poll,
+        };
+        let subscription = KafkaSubscription::start(client_config, settings, self.mock.clone())?;
+        Ok(Box::new(subscription))
+    }
+
+    async fn ensure_topics(&self, topics: &[String]) -> Result<()> {
+        self.ensure_open()?;
+        self.admin.ensure(topics).await
+    }
+
+    async fn close(&self, timeout: Duration) -> Result<CloseReport> {
+        self.closed.store(true, Ordering::Release);
+        self.producer.close(timeout).await
+    }
+}

@@ -1,0 +1,486 @@
+//! The Kafka driver on librdkafka's embedded mock cluster: no broker needed.
+//!
+//! The mock's consumer is slow (a first group join takes ~3 s), so these tests are few
+//! and focus on what needs a cluster: the round trip through the core, at-least-once
+//! commits, requeue, and faults (brokers down, produce errors).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use driver_kafka::mock::{ApiKey, RespErr};
+use driver_kafka::{ClientRole, KafkaDriver};
+use messaging_core::{
+    Context, DeliveryTag, Driver, ErrorKind, HandlerOutcome, Notification, NotificationEndpoint,
+    NotificationListener, Notifier, Priority, ReceivedRecord, Retry, StartPosition, Subscription,
+    SubscriptionSpec, Target, Transport, TransportUrl,
+};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+
+/// Client settings that keep the mock's groups quick (see docs/test-broker notes).
+const FAST: &str =
+    "rdkafka.consumer.session.timeout.ms=6000&rdkafka.consumer.heartbeat.interval.ms=500\
+&rdkafka.consumer.topic.metadata.refresh.interval.ms=1000&rdkafka.retry.backoff.max.ms=200";
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn mock(extra: &str) -> (Arc<KafkaDriver>, Transport) {
+    init_tracing();
+    let url = TransportUrl::parse(&format!("kafka+mock://?{FAST}{extra}")).unwrap();
+    let driver = driver_kafka::open(&url, &[]).unwrap();
+    let transport = Transport::from_driver(url, driver.clone());
+    (driver, transport)
+}
+
+fn unique(what: &str) -> String {
+    format!("{what}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Records each handled notification's index, and how often each index was seen.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<HashMap<i64, usize>>>);
+
+impl Seen {
+    fn add(&self, n: &Notification) -> usize {
+        let i = n.payload["i"].as_i64().unwrap();
+        let mut m = self.0.lock().unwrap();
+        let c = m.entry(i).or_default();
+        *c += 1;
+        *c
+    }
+    fn snapshot(&self) -> HashMap<i64, usize> {
+        self.0.lock().unwrap().clone()
+    }
+    async fn wait_for(&self, distinct: usize, timeout: Duration) -> HashMap<i64, usize> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let s = self.snapshot();
+            if s.len() >= distinct || tokio::time::Instant::now() >= deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn notifier(t: &Transport, topic: &str, retry: Retry) -> Notifier {
+    Notifier::builder()
+        .publisher_id("test.mock")
+        .topic(topic)
+        .retry(retry)
+        .transport(t)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_through_notifier_and_listener_skipping_foreign_records() {
+    let (driver, t) = mock("&topic_partitions=2");
+    let topic = unique("round");
+    let seen = Seen::default();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let endpoint = {
+        let (seen, events) = (seen.clone(), events.clone());
+        NotificationEndpoint::from_fn(move |n| {
+            let (seen, events) = (seen.clone(), events.clone());
+            async move {
+                seen.add(&n);
+                events.lock().unwrap().push((
+                    n.publisher_id.clone(),
+                    n.event_type.clone(),
+                    n.priority,
+                ));
+                Ok(HandlerOutcome::Handled)
+            }
+        })
+    };
+    let listener = NotificationListener::builder(&t)
+        .target(Target::new(&topic))
+        .endpoint(endpoint)
+        .pool(unique("pool"))
+        .build()
+        .unwrap();
+    listener.start().await.unwrap();
+
+    let n = notifier(&t, &topic, Retry::Limited(3));
+    let mut receipts = Vec::new();
+    for i in 0..20 {
+        receipts.push(
+            n.info(
+                &Context::new(),
+                "compute.instance.create.end",
+                &json!({"i": i}),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    // Foreign records: not JSON, and a record with a null value (raw librdkafka).
+    let wire = t.notification_topic(&topic, Priority::Info);
+    t.send(&wire, Bytes::from_static(b"not json"), Retry::Limited(0))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .unwrap();
+    let raw: FutureProducer = driver
+        .client_config(&ClientRole::Producer)
+        .unwrap()
+        .create()
+        .unwrap();
+    raw.send(FutureRecord::<(), [u8]>::to(&wire), Duration::from_secs(5))
+        .await
+        .unwrap();
+    n.warn(
+        &Context::new(),
+        "compute.instance.delete.end",
+        &json!({"i": 20}),
+    )
+    .await
+    .unwrap();
+    for r in receipts {
+        r.delivered().await.unwrap();
+    }
+
+    let got = seen.wait_for(21, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 21, "every notification arrived: {got:?}");
+    assert!(got.values().all(|c| *c == 1), "no duplicates: {got:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while listener.counters().skipped < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(listener.counters().skipped, 2, "{:?}", listener.counters());
+    let events = events.lock().unwrap().clone();
+    assert!(events.iter().all(|(p, _, _)| p == "test.mock"));
+    assert!(events.contains(&(
+        "test.mock".into(),
+        "compute.instance.delete.end".into(),
+        Priority::Warn
+    )));
+    listener.stop_and_wait().await.unwrap();
+    let report = t.close(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(report.undelivered, 0);
+    assert_eq!(
+        t.send(&wire, Bytes::from_static(b"{}"), Retry::Limited(0))
+            .await
+            .unwrap_err()
+            .kind(),
+        &ErrorKind::Closed
+    );
+}
+
+/// A handler that fails the first attempt of every odd index.
+fn flaky(seen: Seen) -> NotificationEndpoint {
+    NotificationEndpoint::from_fn(move |n| {
+        let seen = seen.clone();
+        async move {
+            let i = n.payload["i"].as_i64().unwrap();
+            if seen.add(&n) == 1 && i % 2 == 1 {
+                return Err(format!("refusing {i} once").into());
+            }
+            Ok(HandlerOutcome::Handled)
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_handlers_requeue_only_when_allowed() {
+    let (_driver, t) = mock("");
+    let (requeue_topic, ack_topic) = (unique("requeue"), unique("noreq"));
+    let with_requeue = Seen::default();
+    let without = Seen::default();
+    let l1 = NotificationListener::builder(&t)
+        .target(Target::new(&requeue_topic))
+        .endpoint(flaky(with_requeue.clone()))
+        .allow_requeue(true)
+        .pool(unique("pool"))
+        .build()
+        .unwrap();
+    let l2 = NotificationListener::builder(&t)
+        .target(Target::new(&ack_topic))
+        .endpoint(flaky(without.clone()))
+        .pool(unique("pool"))
+        .build()
+        .unwrap();
+    l1.start().await.unwrap();
+    l2.start().await.unwrap();
+    for topic in [&requeue_topic, &ack_topic] {
+        let n = notifier(&t, topic, Retry::Forever);
+        for i in 0..10 {
+            n.info(&Context::new(), "e", &json!({"i": i}))
+                .await
+                .unwrap()
+                .delivered()
+                .await
+                .unwrap();
+        }
+    }
+    // With requeue: every odd index comes back once, then is handled.
+    let got = with_requeue.wait_for(10, Duration::from_secs(30)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while with_requeue.snapshot().values().sum::<usize>() < 15
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got_all = with_requeue.snapshot();
+    assert_eq!(got.len(), 10);
+    for i in 0..10 {
+        let expected = if i % 2 == 1 { 2 } else { 1 };
+        assert_eq!(
+            got_all.get(&i),
+            Some(&expected),
+            "attempts of {i}: {got_all:?}"
+        );
+    }
+    assert_eq!(l1.counters().requeued, 5);
+    // Without requeue: failures are acknowledged, nothing comes back.
+    let got = without.wait_for(10, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(got.len(), 10);
+    assert!(without.snapshot().values().all(|c| *c == 1));
+    assert_eq!(l2.counters().handler_failures, 5);
+    assert_eq!(l2.counters().requeued, 0);
+    l1.stop_and_wait().await.unwrap();
+    l2.stop_and_wait().await.unwrap();
+    t.close(Duration::from_secs(5)).await.unwrap();
+}
+
+async fn receive_n(sub: &dyn Subscription, n: usize) -> Vec<ReceivedRecord> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while out.len() < n && tokio::time::Instant::now() < deadline {
+        out.extend(
+            sub.receive(n - out.len(), Duration::from_millis(200))
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+fn body_index(r: &ReceivedRecord) -> i64 {
+    std::str::from_utf8(&r.body).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_records_go_to_the_next_member_and_acked_ones_do_not() {
+    let (driver, t) = mock("");
+    let topic = unique("alo");
+    let pool = unique("pool");
+    driver
+        .ensure_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        t.send(&topic, Bytes::from(i.to_string()), Retry::Forever)
+            .await
+            .unwrap()
+            .delivered()
+            .await
+            .unwrap();
+    }
+    let spec = SubscriptionSpec {
+        topics: vec![topic.clone()],
+        pool: Some(pool.clone()),
+        start: StartPosition::Default,
+    };
+    // First member: receives everything, acknowledges all but record 2.
+    let first = driver.subscribe(spec.clone()).await.unwrap();
+    let got = receive_n(first.as_ref(), 10).await;
+    assert_eq!(
+        got.iter().map(body_index).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    let acked: Vec<DeliveryTag> = got
+        .iter()
+        .filter(|r| body_index(r) != 2)
+        .map(|r| r.tag)
+        .collect();
+    first.ack(&acked).await.unwrap();
+    first.close(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        first.ack(&acked).await.unwrap_err().kind(),
+        &ErrorKind::Closed
+    );
+
+    // Second member: the commit stopped before record 2, so 2..10 come again.
+    let second = driver.subscribe(spec.clone()).await.unwrap();
+    let again = receive_n(second.as_ref(), 8).await;
+    assert_eq!(
+        again.iter().map(body_index).collect::<Vec<_>>(),
+        (2..10).collect::<Vec<_>>()
+    );
+    // Cancel safety: receive futures dropped mid-wait lose nothing.
+    for _ in 0..20 {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(1),
+            second.receive(10, Duration::from_millis(50)),
+        )
+        .await;
+    }
+    second
+        .ack(&again.iter().map(|r| r.tag).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    second.close(Duration::from_secs(10)).await.unwrap();
+
+    // Third member: everything was committed; only a new record arrives.
+    let third = driver.subscribe(spec).await.unwrap();
+    t.send(&topic, Bytes::from_static(b"10"), Retry::Forever)
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .unwrap();
+    let last = receive_n(third.as_ref(), 1).await;
+    assert_eq!(last.iter().map(body_index).collect::<Vec<_>>(), vec![10]);
+    // ...and nothing else follows.
+    assert!(third
+        .receive(10, Duration::from_millis(500))
+        .await
+        .unwrap()
+        .is_empty());
+    third.close(Duration::from_secs(10)).await.unwrap();
+    t.close(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_down_and_up_mid_stream_loses_nothing() {
+    let (driver, t) = mock("");
+    let mock = driver.mock_cluster().unwrap().clone();
+    let topic = unique("outage");
+    let seen = Seen::default();
+    let listener = NotificationListener::builder(&t)
+        .target(Target::new(&topic))
+        .endpoint({
+            let seen = seen.clone();
+            NotificationEndpoint::from_fn(move |n| {
+                let seen = seen.clone();
+                async move {
+                    seen.add(&n);
+                    Ok(HandlerOutcome::Handled)
+                }
+            })
+        })
+        .pool(unique("pool"))
+        .build()
+        .unwrap();
+    listener.start().await.unwrap();
+    let n = notifier(&t, &topic, Retry::Forever);
+    let mut receipts = Vec::new();
+    for i in 0..60 {
+        if i == 20 {
+            // Wait until the listener is consuming, then take every broker down.
+            seen.wait_for(10, Duration::from_secs(30)).await;
+            mock.broker_down(-1).unwrap();
+        }
+        if i == 40 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            mock.broker_up(-1).unwrap();
+        }
+        receipts.push(
+            n.info(&Context::new(), "e", &json!({"i": i}))
+                .await
+                .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for r in receipts {
+        r.delivered().await.unwrap();
+    }
+    let got = seen.wait_for(60, Duration::from_secs(60)).await;
+    let missing: Vec<i64> = (0..60).filter(|i| !got.contains_key(i)).collect();
+    assert!(missing.is_empty(), "lost across the outage: {missing:?}");
+    listener.stop_and_wait().await.unwrap();
+    let report = t.close(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(report.undelivered, 0);
+    assert_eq!(t.counters().delivery_failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_errors_are_retried_by_the_core_or_reported() {
+    // librdkafka gives up on a record after 1 s; the core's retry decides what follows.
+    let (driver, t) = mock("&delivery_timeout=1");
+    let mock = driver.mock_cluster().unwrap().clone();
+    let topic = unique("perr");
+    driver
+        .ensure_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    // Warm up: metadata and producer id.
+    t.send(&topic, Bytes::from_static(b"0"), Retry::Limited(0))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .unwrap();
+
+    // retry=0: the receipt reports the failure, typed and retryable.
+    let errors = vec![RespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 500];
+    mock.request_errors(ApiKey::Produce, &errors).unwrap();
+    let failed = t
+        .send(&topic, Bytes::from_static(b"1"), Retry::Limited(0))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .unwrap_err();
+    assert_eq!(failed.kind(), &ErrorKind::DeliveryFailed, "{failed}");
+    assert_eq!(t.counters().delivery_failed, 1);
+
+    // retry=10: the core sends again until the errors stop.
+    let receipt = t
+        .send(&topic, Bytes::from_static(b"2"), Retry::Limited(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    mock.clear_request_errors(ApiKey::Produce).unwrap();
+    receipt.delivered().await.unwrap();
+    assert!(t.counters().retried >= 1, "{:?}", t.counters());
+
+    // Transient errors librdkafka retries itself: with idempotence, no duplicates.
+    let transient = vec![RespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 3];
+    mock.request_errors(ApiKey::Produce, &transient).unwrap();
+    let mut receipts = Vec::new();
+    for i in 3..23 {
+        receipts.push(
+            t.send(&topic, Bytes::from(i.to_string()), Retry::Limited(10))
+                .await
+                .unwrap(),
+        );
+    }
+    for r in receipts {
+        r.delivered().await.unwrap();
+    }
+    let sub = driver
+        .subscribe(SubscriptionSpec {
+            topics: vec![topic.clone()],
+            pool: Some(unique("pool")),
+            start: StartPosition::Earliest,
+        })
+        .await
+        .unwrap();
+    let got = receive_n(sub.as_ref(), 22).await;
+    // Record 1 was reported lost; every other record is there once, in order.
+    let mut expected: Vec<i64> = vec![0];
+    expected.extend(2..23);
+    assert_eq!(got.iter().map(body_index).collect::<Vec<_>>(), expected);
+    assert!(sub
+        .receive(10, Duration::from_millis(500))
+        .await
+        .unwrap()
+        .is_empty());
+    sub.close(Duration::from_secs(10)).await.unwrap();
+    t.close(Duration::from_secs(5)).await.unwrap();
+}

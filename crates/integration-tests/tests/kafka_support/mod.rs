@@ -1,0 +1,208 @@
+//! Finding a Kafka-protocol broker for the Kafka tests, and opening transports on it.
+//!
+//! In order: `KAFKA_BOOTSTRAP_SERVERS` (e.g. a Tansu broker started by
+//! `scripts/tansu.sh start`); else a throw-away `apache/kafka` container through
+//! testcontainers when a Docker daemon answers; else, with `MESSAGING_REQUIRE_BROKER=1`,
+//! a failure saying what to set; otherwise the tests are skipped with a printed note.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use messaging_core::{DriverRegistry, Transport, TransportUrl};
+
+/// Client settings that keep tests fast and reliable on Tansu (docs: test-broker.md):
+/// the same session timeout everywhere, quick heartbeats and metadata refreshes, and a
+/// producer that reports a missing topic after 10 s rather than 300 s.
+pub const TEST_CLIENT_SETTINGS: &str = "create_topics=true&delivery_timeout=10\
+&rdkafka.consumer.session.timeout.ms=6000&rdkafka.consumer.heartbeat.interval.ms=1000\
+&rdkafka.consumer.max.poll.interval.ms=10000&rdkafka.topic.metadata.refresh.interval.ms=2000";
+
+/// Whether a missing broker must fail the tests instead of skipping them.
+pub fn broker_required() -> bool {
+    std::env::var("MESSAGING_REQUIRE_BROKER").is_ok_and(|v| v == "1")
+}
+
+/// The bootstrap servers of the broker to test against, if any (see the module docs).
+pub fn bootstrap_servers() -> Option<String> {
+    static BROKER: OnceLock<Option<String>> = OnceLock::new();
+    BROKER
+        .get_or_init(|| {
+            if let Ok(servers) = std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+                if !servers.trim().is_empty() {
+                    return Some(servers.trim().to_owned());
+                }
+            }
+            if docker::daemon_answers() {
+                match docker::start_kafka() {
+                    Ok(servers) => return Some(servers),
+                    Err(e) if broker_required() => {
+                        panic!("MESSAGING_REQUIRE_BROKER=1: could not start Kafka in Docker: {e}")
+                    }
+                    Err(e) => eprintln!("Kafka tests: could not start Kafka in Docker: {e}"),
+                }
+            }
+            if broker_required() {
+                panic!(
+                    "MESSAGING_REQUIRE_BROKER=1 but no Kafka broker: set KAFKA_BOOTSTRAP_SERVERS=host:port \
+                     (e.g. `scripts/tansu.sh start`) or make a Docker daemon available"
+                );
+            }
+            eprintln!(
+                "Kafka tests skipped: set KAFKA_BOOTSTRAP_SERVERS=host:port (e.g. from `scripts/tansu.sh start`) \
+                 or run a Docker daemon; MESSAGING_REQUIRE_BROKER=1 makes this a failure"
+            );
+            None
+        })
+        .clone()
+}
+
+/// A short unique name.
+pub fn unique(what: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{what}-{}", &id[..10])
+}
+
+/// A `kafka://` URL for `servers` with the test settings and `extra` query pairs.
+pub fn url(servers: &str, extra: &str) -> TransportUrl {
+    let mut text = format!("kafka://{servers}?{TEST_CLIENT_SETTINGS}");
+    if !extra.is_empty() {
+        text.push('&');
+        text.push_str(extra.trim_start_matches('&'));
+    }
+    TransportUrl::parse(&text).expect("valid test URL")
+}
+
+/// A transport on `servers` (own consumer group for pool-less listeners).
+pub fn transport(servers: &str, extra: &str) -> Transport {
+    let registry = DriverRegistry::new();
+    registry.register(driver_kafka::factory());
+    let group = unique("group");
+    let url = url(servers, &format!("consumer_group={group}&{extra}"));
+    Transport::open_with(&registry, &url, &[]).expect("kafka transport opens")
+}
+
+/// Install a test log subscriber (RUST_LOG, default warn).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Wait a little for something that should already be true.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+mod docker {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+
+    fn socket_path() -> String {
+        std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+            .unwrap_or_else(|| "/var/run/docker.sock".to_owned())
+    }
+
+    /// Whether a Docker daemon answers `GET /_ping` on its Unix socket.
+    pub fn daemon_answers() -> bool {
+        let Ok(mut s) = UnixStream::connect(socket_path()) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        reply.starts_with("HTTP/1.") && reply.contains(" 200 ")
+    }
+
+    fn free_port() -> std::io::Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    }
+
+    /// Start a single-node KRaft `apache/kafka` on a fixed host port (advertised as
+    /// such). The container lives as long as this test process; a runtime on its own
+    /// thread keeps it.
+    pub fn start_kafka() -> Result<String, String> {
+        let port = free_port().map_err(|e| e.to_string())?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("kafka-testcontainer".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let started = GenericImage::new("apache/kafka", "3.9.0")
+                        .with_wait_for(WaitFor::message_on_stdout("Kafka Server started"))
+                        .with_mapped_port(port, 9092.tcp())
+                        .with_env_var("KAFKA_NODE_ID", "1")
+                        .with_env_var("KAFKA_PROCESS_ROLES", "broker,controller")
+                        .with_env_var("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
+                        .with_env_var(
+                            "KAFKA_ADVERTISED_LISTENERS",
+                            format!("PLAINTEXT://127.0.0.1:{port}"),
+                        )
+                        .with_env_var("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+                        .with_env_var(
+                            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                        )
+                        .with_env_var("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+                        .with_env_var("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+                        .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+                        .with_env_var("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+                        .with_env_var("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+                        .with_startup_timeout(Duration::from_secs(180))
+                        .start()
+                        .await;
+                    match started {
+                        Ok(container) => {
+                            let _ = tx.send(Ok(format!("127.0.0.1:{port}")));
+                            // Keep the container (and this runtime) for the whole run.
+                            let _keep = container;
+                            std::future::pending::<()>().await;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.to_string()));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| e.to_string())?;
+        rx.recv().map_err(|e| e.to_string())?
+    }
+}
