@@ -568,3 +568,24 @@ fn memory_claims_rpc() {
     assert!(t.driver().capabilities().rpc);
     assert!(t.driver().rpc("rpc.call").is_ok());
 }
+
+#[test]
+fn a_client_outlives_the_runtime_it_first_called_from() {
+    let t = transport("memory://rpc-runtimes");
+    let client = RpcClient::new(&t, Target::new("rt")).with_timeout(Duration::from_secs(5));
+    for round in 0..2 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let s = server(&t, Target::new("rt"), calc()).await;
+            let sum: i64 = client
+                .call(&Context::new(), "add", &AddArgs { a: round, b: 1 })
+                .await
+                .unwrap();
+            assert_eq!(sum, round + 1);
+            s.stop_and_wait().await.unwrap();
+        });
+    }
+}

@@ -77,6 +77,7 @@ struct ReplyQueue {
     waiters: Arc<Waiters>,
     /// Dropping it (with the last client) stops the reader, which closes the queue.
     _stop: watch::Sender<bool>,
+    reader: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug)]
@@ -91,19 +92,21 @@ impl Shared {
     async fn reply_queue(&self, rpc: &Arc<dyn RpcDriver>) -> Result<(String, Arc<Waiters>)> {
         let mut slot = self.reply_queue.lock().await;
         if let Some(q) = slot.as_ref() {
-            if q.waiters.is_alive() {
+            // The reader may also have vanished without ending (its runtime shut down).
+            if q.waiters.is_alive() && !q.reader.is_finished() {
                 return Ok((q.name.clone(), q.waiters.clone()));
             }
         }
         let opened = rpc.open_reply_queue().await?;
         let waiters = Arc::new(Waiters::new());
         let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(read_replies(opened.receiver, waiters.clone(), stop_rx));
+        let reader = tokio::spawn(read_replies(opened.receiver, waiters.clone(), stop_rx));
         let out = (opened.name.clone(), waiters.clone());
         *slot = Some(ReplyQueue {
             name: opened.name,
             waiters,
             _stop: stop_tx,
+            reader,
         });
         Ok(out)
     }
