@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod listen;
 mod send;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,12 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure notify-to-handler throughput and latency.
     Bench(bench::BenchArgs),
+    /// Sign the JSON object on stdin as Ceilometer does and print it.
+    Sign(telemetry::SignArgs),
+    /// Exit 0 only if the JSON object on stdin carries a valid Ceilometer signature.
+    Verify(telemetry::VerifyArgs),
+    /// Publish one signed metering sample through a Ceilometer publisher URL.
+    PublishSample(telemetry::PublishSampleArgs),
 }
 
 fn init_logging() {
@@ -70,6 +77,9 @@ fn main() -> std::process::ExitCode {
             Command::Listen(a) => listen::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Bench(a) => bench::run(a).await,
+            Command::Sign(a) => telemetry::run_sign(a).await,
+            Command::Verify(a) => telemetry::run_verify(a).await,
+            Command::PublishSample(a) => telemetry::run_publish_sample(a).await,
         }
     });
     match result {
