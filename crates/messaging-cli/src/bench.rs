@@ -33,6 +33,12 @@ pub(crate) struct BenchArgs {
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 300.0)]
     timeout: f64,
+    /// Measure RPC call round trips (against an in-process demo server) instead.
+    #[arg(long)]
+    rpc: bool,
+    /// Calls in flight at once (with --rpc).
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
 }
 
 #[derive(Serialize)]
@@ -169,6 +175,20 @@ pub(crate) async fn measure(
 }
 
 pub(crate) async fn run(a: BenchArgs) -> Result<()> {
+    if a.rpc {
+        let r = crate::rpc::bench(&a.url, a.count, a.in_flight).await?;
+        println!("RPC call benchmark on {}", r.url);
+        println!("  calls              {:>12}", r.calls);
+        println!("  in flight          {:>12}", r.in_flight);
+        println!("  calls              {:>12.0} /s", r.calls_per_sec);
+        println!("  latency p50        {:>12} µs", r.latency_p50_us);
+        println!("  latency p99        {:>12} µs", r.latency_p99_us);
+        println!("  latency max        {:>12} µs", r.latency_max_us);
+        if a.json {
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        return Ok(());
+    }
     let timeout = Duration::from_secs_f64(a.timeout.max(1.0));
     let report = measure(&a.url, a.count, a.payload_size, timeout).await?;
     println!("notify-to-handler benchmark on {}", report.url);

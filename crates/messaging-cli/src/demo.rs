@@ -235,6 +235,14 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
         "\nNote: the context's auth_token was removed before sending; every pool got its own copy;"
     );
     println!("the alerts pool saw only compute's error; samples arrived in batches.");
+    println!("\nRPC (request/reply):");
+    match rpc_exchange(&transport).await {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), messaging_core::ErrorKind::Unsupported { .. }) => {
+            println!("  not on this transport: {e}");
+        }
+        Err(e) => return Err(e),
+    }
     transport.close(Duration::from_secs(10)).await?;
     Ok(())
 }
@@ -252,4 +260,47 @@ async fn listener(
         .build()?;
     l.start().await?;
     Ok(l)
+}
+
+async fn rpc_exchange(transport: &Transport) -> Result<()> {
+    use messaging_core::rpc::demo::demo_endpoint;
+    use messaging_core::{RpcClient, RpcServer};
+    let mut servers = Vec::new();
+    for name in ["scheduler-1", "scheduler-2"] {
+        let s = RpcServer::builder(transport, Target::new("demo_scheduler").with_server(name))
+            .endpoint(demo_endpoint())
+            .build()?;
+        s.start().await?;
+        servers.push(s);
+    }
+    let client = RpcClient::new(transport, Target::new("demo_scheduler"))
+        .with_timeout(Duration::from_secs(10));
+    let ctx: Context = serde_json::from_value(json!({"request_id": "req-2", "user": "alice"}))?;
+    let sum: i64 = client.call(&ctx, "add", &json!({"a": 20, "b": 22})).await?;
+    println!("  call add(20, 22) on any scheduler        -> {sum}");
+    let pong: String = client
+        .prepare()
+        .with_server("scheduler-2")
+        .call(&ctx, "ping", &json!({}))
+        .await?;
+    println!("  call ping() on scheduler-2 only          -> {pong}");
+    let echoed: serde_json::Value = client.call(&ctx, "context", &json!({})).await?;
+    println!(
+        "  call context(): the server saw user      -> {}",
+        echoed["user"]
+    );
+    match client
+        .call::<_, serde_json::Value>(&ctx, "fail", &json!({"message": "no valid host"}))
+        .await
+    {
+        Err(e) => println!("  call fail() reaches the caller as        -> {e}"),
+        Ok(v) => println!("  call fail() unexpectedly returned {v}"),
+    }
+    client.fanout(&ctx, "ping", &json!({})).await?;
+    println!("  fanout ping() to both schedulers         -> sent");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for s in servers {
+        s.stop_and_wait().await?;
+    }
+    Ok(())
 }

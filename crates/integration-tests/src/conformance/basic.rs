@@ -219,7 +219,7 @@ pub async fn odd_payloads_round_trip(h: Harness) {
     let payloads = vec![
         json!({"i": 0, "text": "héllo wörld — 日本語 — emoji 🚀 — rtl עברית"}),
         json!({"i": 1, "esc": "quote \" backslash \\ newline \n tab \t nul \u{0000} ctrl \u{001f}"}),
-        json!({"i": 2, "nums": [0, -1, 9007199254740993u64, -9223372036854775808i64, 1.5e-300, 3.141592653589793]}),
+        json!({"i": 2, "nums": [0, -1, 9007199254740993u64, -9223372036854775808i64, 1.5e-300, 1.2345678901234567]}),
         json!({"i": 3, "nested": {"a": [[], {}, [null, true, false]], "b": {"c": {"d": {"e": "deep"}}}}}),
         json!({"i": 4, "": "empty key", "key with spaces": 1, "ключ": "значение"}),
         json!({"i": 5, "s": "oslo.message\": \"{fake}\" }"}),

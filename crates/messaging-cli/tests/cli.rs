@@ -1,0 +1,217 @@
+//! The `messaging` binary, run as a user would.
+
+use std::process::Command;
+
+fn messaging(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_messaging"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn demo_shows_who_got_what() {
+    let out = messaging(&["demo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("audit (11)"), "{stdout}");
+    assert!(stdout.contains("billing (11)"), "{stdout}");
+    assert!(stdout.contains("alerts (1)"), "{stdout}");
+    assert!(stdout.contains("batch of 4"), "{stdout}");
+}
+
+#[test]
+fn bench_prints_a_json_report_last() {
+    let out = messaging(&[
+        "bench",
+        "--count",
+        "2000",
+        "--payload-size",
+        "200",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let last = stdout.lines().last().unwrap();
+    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(report["count"], 2000);
+    assert!(report["end_to_end_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["latency_p99_us"].as_u64().unwrap() >= report["latency_p50_us"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn send_on_memory_succeeds() {
+    let out = messaging(&[
+        "send",
+        "--url",
+        "memory://",
+        "--topic",
+        "t",
+        "--priority",
+        "warn",
+        "--event-type",
+        "e",
+        "--payload",
+        r#"{"a": [1, "ü"]}"#,
+        "--context",
+        r#"{"user": "u"}"#,
+        "--count",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("sent 3"));
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_a_failure_exit() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["send", "--url", "localhost:9092", "--event-type", "e"],
+            "no scheme",
+        ),
+        (
+            &["send", "--url", "rabbit://h", "--event-type", "e"],
+            "registered drivers: kafka, memory",
+        ),
+        (
+            &["send", "--url", "memory://?bogus=1", "--event-type", "e"],
+            "unknown option \"bogus\"",
+        ),
+        (
+            &["send", "--event-type", "e", "--payload", "{not json"],
+            "--payload is not valid JSON",
+        ),
+        (
+            &["send", "--event-type", "e", "--context", "[1]"],
+            "--context must be a JSON object",
+        ),
+        (&["listen", "--url", "kafka://h:99999"], "bad port"),
+    ];
+    for (args, expected) in cases {
+        let out = messaging(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = messaging(&["send", "--priority", "loud", "--event-type", "e"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown priority"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn listen_exits_after_its_timeout() {
+    let out = messaging(&[
+        "listen",
+        "--url",
+        "memory://",
+        "--topic",
+        "quiet",
+        "--timeout",
+        "0.3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty());
+}
+
+#[test]
+fn call_and_cast_on_memory_with_the_demo_server() {
+    let out = messaging(&[
+        "call",
+        "--topic",
+        "calc",
+        "--method",
+        "add",
+        "--args",
+        r#"{"a": 2, "b": 40}"#,
+        "--demo-server",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "42");
+    let out = messaging(&[
+        "call",
+        "--topic",
+        "calc",
+        "--method",
+        "fail",
+        "--args",
+        r#"{"message": "boom"}"#,
+        "--demo-server",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("boom"), "{}", text(&out.stderr));
+    let out = messaging(&[
+        "call",
+        "--topic",
+        "nobody",
+        "--method",
+        "ping",
+        "--timeout",
+        "0.2",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("timed out"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = messaging(&[
+        "cast",
+        "--topic",
+        "calc",
+        "--method",
+        "ping",
+        "--fanout",
+        "--demo-server",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn rpc_on_kafka_is_refused_naming_driver_and_operation() {
+    for (cmd, extra, op) in [
+        ("call", None, "rpc.call"),
+        ("cast", None, "rpc.cast"),
+        ("cast", Some("--fanout"), "rpc.fanout"),
+    ] {
+        let mut args = vec![
+            cmd,
+            "--url",
+            "kafka://127.0.0.1:1",
+            "--topic",
+            "t",
+            "--method",
+            "m",
+        ];
+        args.extend(extra);
+        let out = messaging(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("kafka") && err.contains(op) && err.contains("unsupported"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn rpc_bench_reports_round_trips() {
+    let out = messaging(&["bench", "--rpc", "--count", "500", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(report["calls"], 500);
+    assert!(report["calls_per_sec"].as_f64().unwrap() > 0.0);
+}
