@@ -484,3 +484,54 @@ async fn produce_errors_are_retried_by_the_core_or_reported() {
     sub.close(Duration::from_secs(10)).await.unwrap();
     t.close(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_is_backpressure_and_close_reports_the_undelivered() {
+    // A local queue of one record, held back by a 300 ms linger.
+    let (driver, t) = mock("&linger=0.3&rdkafka.producer.queue.buffering.max.messages=1");
+    let topic = unique("queue");
+    let first = driver.send(&topic, Bytes::from_static(b"a")).await.unwrap();
+    let full = driver
+        .send(&topic, Bytes::from_static(b"b"))
+        .await
+        .unwrap_err();
+    assert_eq!(full.kind(), &ErrorKind::ResourceExhausted, "{full}");
+    // The core waits for room, then the record goes out.
+    t.send(&topic, Bytes::from_static(b"b"), Retry::Limited(0))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .unwrap();
+    first.wait().await.unwrap();
+
+    // With the brokers down, close gives up at its deadline and counts what is left.
+    let (driver, t) = mock("");
+    let topic = unique("undelivered");
+    driver
+        .ensure_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    t.send(&topic, Bytes::from_static(b"warm-up"), Retry::Limited(0))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .unwrap();
+    driver.mock_cluster().unwrap().broker_down(-1).unwrap();
+    let mut receipts = Vec::new();
+    for i in 0..3 {
+        receipts.push(
+            t.send(&topic, Bytes::from(i.to_string()), Retry::Forever)
+                .await
+                .unwrap(),
+        );
+    }
+    let report = t.close(Duration::from_millis(500)).await.unwrap();
+    assert_eq!(report.undelivered, 3);
+    for r in receipts {
+        let e = r.delivered().await.unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::DeliveryFailed, "{e}");
+    }
+    assert_eq!(t.counters().delivery_failed, 3);
+}
