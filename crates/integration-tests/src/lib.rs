@@ -28,3 +28,8 @@ pub mod writing_a_driver {}
 /// The RPC guide's examples, compiled and run as doc tests.
 #[doc = include_str!("../../../docs/rpc.md")]
 pub mod rpc_guide {}
+
+/// The OpenStack guide's examples (configuration mapping, telemetry), compiled and run
+/// as doc tests.
+#[doc = include_str!("../../../docs/openstack.md")]
+pub mod openstack_guide {}
