@@ -37,6 +37,7 @@ pub mod config;
 pub mod driver;
 pub mod envelope;
 pub mod error;
+mod lifecycle;
 pub mod listener;
 pub mod notification;
 pub mod notifier;

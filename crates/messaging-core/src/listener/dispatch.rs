@@ -69,14 +69,6 @@ pub(crate) struct ListenerLoop {
     pub(crate) transport: Transport,
 }
 
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-text panic".to_owned())
-}
-
 /// Run a handler future, turning a panic into an error. Returns whether it was handled.
 async fn run_handler(fut: BoxFuture<'_, HandlerResult>, what: &str, stats: &ListenerStats) -> bool {
     match AssertUnwindSafe(fut).catch_unwind().await {
@@ -92,7 +84,7 @@ async fn run_handler(fut: BoxFuture<'_, HandlerResult>, what: &str, stats: &List
         }
         Err(panic) => {
             stats.handler_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(what, panic = %panic_text(panic.as_ref()), "notification handler panicked");
+            tracing::error!(what, panic = %crate::lifecycle::panic_message(panic.as_ref()), "notification handler panicked");
             false
         }
     }

@@ -23,11 +23,8 @@ mod endpoint;
 mod filter;
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use endpoint::{
     BatchEndpoint, BatchNotificationHandler, Endpoint, HandlerOutcome, HandlerResult,
@@ -39,6 +36,7 @@ use dispatch::{Dispatch, ListenerLoop, ListenerStats, LoopSettings};
 
 use crate::driver::{StartPosition, SubscriptionSpec};
 use crate::error::{Error, ErrorKind, Result};
+use crate::lifecycle::Lifecycle;
 use crate::priority::Priority;
 use crate::transport::Transport;
 
@@ -64,20 +62,6 @@ pub struct ListenerCounters {
     pub filtered: u64,
     /// Skipped records copied to the dead-letter topic.
     pub dead_lettered: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Created,
-    Running,
-    Stopped,
-}
-
-#[derive(Debug)]
-struct Lifecycle {
-    state: State,
-    task: Option<JoinHandle<Result<()>>>,
-    result: Option<Result<(), String>>,
 }
 
 /// Builds a [`NotificationListener`].
@@ -198,7 +182,6 @@ impl NotificationListenerBuilder {
                 topics.push(self.transport.notification_topic(&t.topic, *p));
             }
         }
-        let (stop_tx, _) = watch::channel(false);
         Ok(NotificationListener {
             inner: Arc::new(ListenerInner {
                 transport: self.transport,
@@ -210,13 +193,7 @@ impl NotificationListenerBuilder {
                 dispatch,
                 settings: self.settings,
                 stats: Arc::new(ListenerStats::default()),
-                stop: stop_tx,
-                lifecycle: tokio::sync::Mutex::new(Lifecycle {
-                    state: State::Created,
-                    task: None,
-                    result: None,
-                }),
-                state: Mutex::new(State::Created),
+                lifecycle: Lifecycle::new("listener"),
             }),
         })
     }
@@ -242,9 +219,7 @@ struct ListenerInner {
     dispatch: Dispatch,
     settings: LoopSettings,
     stats: Arc<ListenerStats>,
-    stop: watch::Sender<bool>,
-    lifecycle: tokio::sync::Mutex<Lifecycle>,
-    state: Mutex<State>,
+    lifecycle: Lifecycle,
 }
 
 /// Listens to notifications and dispatches them to endpoints. Cheap to clone.
@@ -285,64 +260,36 @@ impl NotificationListener {
 
     /// Subscribe and start dispatching. Returns once the subscription exists.
     pub async fn start(&self) -> Result<()> {
-        let mut life = self.inner.lifecycle.lock().await;
-        if *self.inner.state.lock().unwrap_or_else(|e| e.into_inner()) == State::Stopped {
-            return Err(Error::closed("listener"));
-        }
-        match life.state {
-            State::Running => return Ok(()),
-            State::Stopped => return Err(Error::closed("listener")),
-            State::Created => {}
-        }
-        let transport = &self.inner.transport;
-        if transport.is_closed() {
-            return Err(Error::closed("transport"));
-        }
-        transport.ensure_topics(&self.inner.spec.topics).await?;
-        let subscription = transport
-            .driver()
-            .subscribe(self.inner.spec.clone())
-            .await?;
-        let run = ListenerLoop {
-            subscription,
-            dispatch: self.inner.dispatch.clone(),
-            settings: self.inner.settings.clone(),
-            stats: self.inner.stats.clone(),
-            transport: transport.clone(),
-        };
-        let stop = self.inner.stop.subscribe();
-        life.task = Some(tokio::spawn(run.run(stop)));
-        life.state = State::Running;
-        *self.inner.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Running;
-        Ok(())
+        let inner = &self.inner;
+        inner
+            .lifecycle
+            .start(|stop| async move {
+                let transport = &inner.transport;
+                if transport.is_closed() {
+                    return Err(Error::closed("transport"));
+                }
+                transport.ensure_topics(&inner.spec.topics).await?;
+                let subscription = transport.driver().subscribe(inner.spec.clone()).await?;
+                let run = ListenerLoop {
+                    subscription,
+                    dispatch: inner.dispatch.clone(),
+                    settings: inner.settings.clone(),
+                    stats: inner.stats.clone(),
+                    transport: transport.clone(),
+                };
+                Ok(run.run(stop))
+            })
+            .await
     }
 
     /// Ask the listener to stop: no more fetching; handlers in flight finish. Returns at once.
     pub fn stop(&self) {
-        *self.inner.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Stopped;
-        self.inner.stop.send_replace(true);
+        self.inner.lifecycle.stop();
     }
 
     /// Wait until the listener stopped, drained and left its pool.
     pub async fn wait(&self) -> Result<()> {
-        let mut life = self.inner.lifecycle.lock().await;
-        if life.state == State::Created
-            && *self.inner.state.lock().unwrap_or_else(|e| e.into_inner()) == State::Stopped
-        {
-            life.state = State::Stopped;
-        }
-        if let Some(task) = life.task.take() {
-            let result = match task.await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("listener task failed: {e}")),
-            };
-            life.result = Some(result);
-            life.state = State::Stopped;
-        }
-        match &life.result {
-            Some(Err(e)) => Err(Error::new(ErrorKind::Internal, e.clone())),
-            _ => Ok(()),
-        }
+        self.inner.lifecycle.wait().await
     }
 
     /// `stop` then `wait`.

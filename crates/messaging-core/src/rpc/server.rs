@@ -3,14 +3,14 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::dispatcher::Dispatcher;
@@ -19,6 +19,7 @@ use super::endpoint::{RemoteError, RpcEndpoint};
 use super::wire::{self, IncomingRequest, ReplyTo};
 use super::{operation, resolve, RpcSerializer, Target, DEFAULT_MAX_CONCURRENCY};
 use crate::error::{Error, ErrorKind, Result};
+use crate::lifecycle::Lifecycle;
 use crate::retry::Backoff;
 use crate::transport::Transport;
 
@@ -98,7 +99,6 @@ impl RpcServerBuilder {
             .clone()
             .unwrap_or_else(|| format!("server-{}", uuid::Uuid::new_v4().simple()));
         let (exchange, topic) = resolve(&self.transport, &self.target);
-        let (stop, _) = watch::channel(false);
         Ok(RpcServer {
             inner: Arc::new(Inner {
                 transport: self.transport,
@@ -112,30 +112,10 @@ impl RpcServerBuilder {
                 max_concurrency: self.max_concurrency,
                 stop_timeout: self.stop_timeout,
                 stats: Arc::new(Stats::default()),
-                stop,
-                lifecycle: tokio::sync::Mutex::new(Lifecycle {
-                    state: State::Created,
-                    task: None,
-                    result: None,
-                }),
-                stopped: Mutex::new(false),
+                lifecycle: Lifecycle::new("RPC server"),
             }),
         })
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Created,
-    Running,
-    Stopped,
-}
-
-#[derive(Debug)]
-struct Lifecycle {
-    state: State,
-    task: Option<JoinHandle<()>>,
-    result: Option<Result<(), String>>,
 }
 
 #[derive(Debug)]
@@ -147,10 +127,7 @@ struct Inner {
     max_concurrency: usize,
     stop_timeout: Duration,
     stats: Arc<Stats>,
-    stop: watch::Sender<bool>,
-    lifecycle: tokio::sync::Mutex<Lifecycle>,
-    /// Set by `stop` (synchronous), so a later `start` refuses.
-    stopped: Mutex<bool>,
+    lifecycle: Lifecycle,
 }
 
 /// Serves RPC requests for a [`Target`]'s topic as a named server: requests to the
@@ -204,56 +181,40 @@ impl RpcServer {
     /// (operation `rpc.server`) before anything else.
     pub async fn start(&self) -> Result<()> {
         let rpc = self.inner.transport.driver().rpc(operation::SERVER)?;
-        let mut life = self.inner.lifecycle.lock().await;
-        if *self.inner.stopped.lock().unwrap_or_else(|e| e.into_inner()) {
-            return Err(Error::closed("RPC server"));
-        }
-        match life.state {
-            State::Running => return Ok(()),
-            State::Stopped => return Err(Error::closed("RPC server")),
-            State::Created => {}
-        }
-        if self.inner.transport.is_closed() {
-            return Err(Error::closed("transport"));
-        }
-        let receiver = rpc.listen(self.inner.spec.clone()).await?;
-        let run = ServerLoop {
-            rpc,
-            receiver,
-            dispatcher: self.inner.dispatcher.clone(),
-            serializer: self.inner.serializer.clone(),
-            max_concurrency: self.inner.max_concurrency,
-            stop_timeout: self.inner.stop_timeout,
-            stats: self.inner.stats.clone(),
-            server: self.inner.spec.server.clone(),
-        };
-        life.task = Some(tokio::spawn(run.run(self.inner.stop.subscribe())));
-        life.state = State::Running;
-        Ok(())
+        let inner = &self.inner;
+        inner
+            .lifecycle
+            .start(|stop| async move {
+                if inner.transport.is_closed() {
+                    return Err(Error::closed("transport"));
+                }
+                let receiver = rpc.listen(inner.spec.clone()).await?;
+                let run = ServerLoop {
+                    rpc,
+                    receiver,
+                    dispatcher: inner.dispatcher.clone(),
+                    serializer: inner.serializer.clone(),
+                    max_concurrency: inner.max_concurrency,
+                    stop_timeout: inner.stop_timeout,
+                    stats: inner.stats.clone(),
+                    server: inner.spec.server.clone(),
+                };
+                Ok(async move {
+                    run.run(stop).await;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     /// Ask the server to stop: leave the topic, finish what is in flight. Returns at once.
     pub fn stop(&self) {
-        *self.inner.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.inner.stop.send_replace(true);
+        self.inner.lifecycle.stop();
     }
 
     /// Wait until the server stopped and drained.
     pub async fn wait(&self) -> Result<()> {
-        let mut life = self.inner.lifecycle.lock().await;
-        if let Some(task) = life.task.take() {
-            let result = task
-                .await
-                .map_err(|e| format!("RPC server task failed: {e}"));
-            life.result = Some(result);
-            life.state = State::Stopped;
-        } else if *self.inner.stopped.lock().unwrap_or_else(|e| e.into_inner()) {
-            life.state = State::Stopped;
-        }
-        match &life.result {
-            Some(Err(e)) => Err(Error::new(ErrorKind::Internal, e.clone())),
-            _ => Ok(()),
-        }
+        self.inner.lifecycle.wait().await
     }
 
     /// `stop` then `wait`.
@@ -434,7 +395,10 @@ async fn handle(
         .unwrap_or_else(|panic| {
             Err(RemoteError::new(
                 "Panic",
-                format!("{method} panicked: {}", panic_text(panic.as_ref())),
+                format!(
+                    "{method} panicked: {}",
+                    crate::lifecycle::panic_message(panic.as_ref())
+                ),
             ))
         });
     if let Err(e) = &outcome {
@@ -491,12 +455,4 @@ fn reply_for(to: &ReplyTo, outcome: std::result::Result<Value, RemoteError>) -> 
             None
         }
     }
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-text panic".to_owned())
 }

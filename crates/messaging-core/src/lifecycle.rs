@@ -1,0 +1,114 @@
+//! The start / stop / wait state machine shared by listeners and RPC servers.
+//!
+//! `start` after `start` does nothing; `stop` is synchronous and idempotent and makes
+//! a later `start` refuse with [`crate::ErrorKind::Closed`]; `wait` returns once the
+//! background task drained and ended (at once if it never started), as often as
+//! it is called, with the task's outcome.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Created,
+    Running,
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Task {
+    state: State,
+    handle: Option<JoinHandle<Result<()>>>,
+    outcome: Option<Result<(), String>>,
+}
+
+/// One background service's lifecycle.
+#[derive(Debug)]
+pub(crate) struct Lifecycle {
+    what: &'static str,
+    stop: watch::Sender<bool>,
+    stopped: Mutex<bool>,
+    task: tokio::sync::Mutex<Task>,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(what: &'static str) -> Self {
+        Lifecycle {
+            what,
+            stop: watch::channel(false).0,
+            stopped: Mutex::new(false),
+            task: tokio::sync::Mutex::new(Task {
+                state: State::Created,
+                handle: None,
+                outcome: None,
+            }),
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `setup` (given the stop signal) and spawn the future it returns, unless
+    /// already running (nothing to do) or stopped (refused). A failed setup leaves
+    /// the service startable.
+    pub(crate) async fn start<S, SFut, R>(&self, setup: S) -> Result<()>
+    where
+        S: FnOnce(watch::Receiver<bool>) -> SFut,
+        SFut: Future<Output = Result<R>>,
+        R: Future<Output = Result<()>> + Send + 'static,
+    {
+        let mut task = self.task.lock().await;
+        if self.is_stopped() {
+            return Err(Error::closed(self.what));
+        }
+        match task.state {
+            State::Running => return Ok(()),
+            State::Stopped => return Err(Error::closed(self.what)),
+            State::Created => {}
+        }
+        let run = setup(self.stop.subscribe()).await?;
+        task.handle = Some(tokio::spawn(run));
+        task.state = State::Running;
+        Ok(())
+    }
+
+    /// Signal the task to stop. Returns at once.
+    pub(crate) fn stop(&self) {
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.stop.send_replace(true);
+    }
+
+    /// Wait for the task to end; its outcome is kept for later calls.
+    pub(crate) async fn wait(&self) -> Result<()> {
+        let mut task = self.task.lock().await;
+        if let Some(handle) = task.handle.take() {
+            let outcome = match handle.await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{} task failed: {e}", self.what)),
+            };
+            task.outcome = Some(outcome);
+            task.state = State::Stopped;
+        } else if self.is_stopped() {
+            task.state = State::Stopped;
+        }
+        match &task.outcome {
+            Some(Err(e)) => Err(Error::new(ErrorKind::Internal, e.clone())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic".to_owned())
+}
