@@ -54,3 +54,42 @@ impl Queue {
         self.lock().len()
     }
 }
+
+/// Take records with `take`, waiting (until `deadline`) for any of `signals` when
+/// there are none. Interest is registered before the second look, so a push between
+/// the look and the wait is never missed; `check` runs before every look (closed?).
+/// Returns an empty vector at the deadline.
+pub(crate) async fn take_or_wait<T>(
+    signals: &[&Notify],
+    deadline: tokio::time::Instant,
+    check: impl Fn() -> messaging_core::Result<()>,
+    take: impl Fn() -> Vec<T>,
+) -> messaging_core::Result<Vec<T>> {
+    loop {
+        check()?;
+        let got = take();
+        if !got.is_empty() {
+            return Ok(got);
+        }
+        let mut waits: Vec<std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>>> =
+            signals.iter().map(|n| Box::pin(n.notified())).collect();
+        for w in &mut waits {
+            w.as_mut().enable();
+        }
+        let got = take();
+        if !got.is_empty() {
+            return Ok(got);
+        }
+        if waits.is_empty() {
+            tokio::time::sleep_until(deadline).await;
+            return Ok(Vec::new());
+        }
+        if tokio::time::timeout_at(deadline, futures::future::select_all(waits))
+            .await
+            .is_err()
+        {
+            check()?;
+            return Ok(Vec::new());
+        }
+    }
+}

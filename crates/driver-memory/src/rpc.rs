@@ -18,7 +18,6 @@
 //!   reply queues are unbounded (a server must never block on a reply).
 
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -270,34 +269,14 @@ impl MemoryRpcReceiver {
 #[async_trait]
 impl RpcReceiver for MemoryRpcReceiver {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Bytes>> {
-        let deadline = Instant::now() + wait;
-        loop {
-            self.check_open()?;
-            let got = self.take(max);
-            if !got.is_empty() {
-                return Ok(got);
-            }
-            // Register interest first, then look again, so that no push is missed.
-            let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = self
-                .inboxes
-                .iter()
-                .map(|i| Box::pin(i.readable.notified()))
-                .collect();
-            for w in &mut waits {
-                w.as_mut().enable();
-            }
-            let got = self.take(max);
-            if !got.is_empty() {
-                return Ok(got);
-            }
-            if tokio::time::timeout_at(deadline, futures::future::select_all(waits))
-                .await
-                .is_err()
-            {
-                self.check_open()?;
-                return Ok(Vec::new());
-            }
-        }
+        let signals: Vec<&Notify> = self.inboxes.iter().map(|i| &i.readable).collect();
+        crate::queue::take_or_wait(
+            &signals,
+            Instant::now() + wait,
+            || self.check_open(),
+            || self.take(max),
+        )
+        .await
     }
 
     async fn close(&self, _timeout: Duration) -> Result<()> {

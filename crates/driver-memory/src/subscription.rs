@@ -2,7 +2,6 @@
 //! flight, ack, requeue, and hand back the unacknowledged on close or drop.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use messaging_core::driver::{DeliveryTag, ReceivedRecord, Subscription};
 use messaging_core::{Error, Result};
 use tokio::time::Instant;
 
-use crate::queue::{Entry, Queue};
+use crate::queue::{take_or_wait, Entry, Queue};
 
 #[derive(Debug)]
 pub(crate) struct MemorySubscription {
@@ -94,37 +93,14 @@ impl MemorySubscription {
 #[async_trait]
 impl Subscription for MemorySubscription {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedRecord>> {
-        let deadline = Instant::now() + wait;
-        loop {
-            self.check_open()?;
-            let got = self.take(max);
-            if !got.is_empty() {
-                return Ok(got);
-            }
-            // Register interest first, then look again, so that no push is missed.
-            let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = self
-                .queues
-                .iter()
-                .map(|q| Box::pin(q.readable.notified()))
-                .collect();
-            for w in &mut waits {
-                w.as_mut().enable();
-            }
-            let got = self.take(max);
-            if !got.is_empty() {
-                return Ok(got);
-            }
-            if waits.is_empty() {
-                tokio::time::sleep_until(deadline).await;
-                return Ok(Vec::new());
-            }
-            if tokio::time::timeout_at(deadline, futures::future::select_all(waits))
-                .await
-                .is_err()
-            {
-                return Ok(Vec::new());
-            }
-        }
+        let signals: Vec<&tokio::sync::Notify> = self.queues.iter().map(|q| &q.readable).collect();
+        take_or_wait(
+            &signals,
+            Instant::now() + wait,
+            || self.check_open(),
+            || self.take(max),
+        )
+        .await
     }
 
     async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
