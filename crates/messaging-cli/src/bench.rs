@@ -58,6 +58,26 @@ pub(crate) struct BenchReport {
     pub(crate) latency_p50_us: u64,
     pub(crate) latency_p99_us: u64,
     pub(crate) latency_max_us: u64,
+    /// Baseline measured in the same run: serialize the same payload with serde_json
+    /// and parse it back into a `Value`, on one thread, with no framework at all.
+    pub(crate) baseline_json_round_trip_per_sec: f64,
+    /// `end_to_end_per_sec / baseline_json_round_trip_per_sec`.
+    pub(crate) end_to_end_vs_baseline: f64,
+}
+
+/// The baseline: the bare JSON work one notification needs (payload out and back in),
+/// repeated `count` times on this thread.
+fn json_baseline(count: u64, pad: &str) -> f64 {
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for i in 0..count {
+        let encoded = serde_json::to_vec(&BenchPayload { t: i, pad }).unwrap_or_default();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&encoded) {
+            bytes += v.as_object().map_or(0, |m| m.len());
+        }
+    }
+    std::hint::black_box(bytes);
+    count as f64 / started.elapsed().as_secs_f64()
 }
 
 fn progress(count: u64) -> ProgressBar {
@@ -162,15 +182,19 @@ pub(crate) async fn measure(
     let h = histogram
         .lock()
         .map_err(|_| Error::new(ErrorKind::Internal, "histogram lock"))?;
+    let baseline = json_baseline(count, &pad);
+    let end_to_end_per_sec = count as f64 / e2e_secs;
     Ok(BenchReport {
         url: transport.url().to_string(),
         count,
         payload_size,
         notify_per_sec: count as f64 / notify_secs,
-        end_to_end_per_sec: count as f64 / e2e_secs,
+        end_to_end_per_sec,
         latency_p50_us: h.value_at_quantile(0.50),
         latency_p99_us: h.value_at_quantile(0.99),
         latency_max_us: h.max(),
+        baseline_json_round_trip_per_sec: baseline,
+        end_to_end_vs_baseline: end_to_end_per_sec / baseline,
     })
 }
 
@@ -202,6 +226,15 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
     println!("  latency p50        {:>12} µs", report.latency_p50_us);
     println!("  latency p99        {:>12} µs", report.latency_p99_us);
     println!("  latency max        {:>12} µs", report.latency_max_us);
+    println!("  baseline: bare serde_json payload round trip, one thread, same run");
+    println!(
+        "  baseline rate      {:>12.0} /s",
+        report.baseline_json_round_trip_per_sec
+    );
+    println!(
+        "  end-to-end / baseline {:>9.3}",
+        report.end_to_end_vs_baseline
+    );
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     }
