@@ -16,8 +16,9 @@
 //! handled), and librdkafka's auto-commit commits what was stored, every 250 ms (5 s
 //! with `enable_auto_commit=true`), on revocation and on close.
 //!
-//! **Backpressure.** Above `max_poll_records` fetched-but-undelivered records the
-//! thread pauses its partitions (and keeps polling); it resumes below half of that.
+//! **Backpressure.** With `max_poll_records` fetched-but-undelivered records, the
+//! thread stops fetching and waits for the listener, polling only to keep its group
+//! membership; after 2 s of that it also pauses its partitions, until there is room.
 //!
 //! **Requeue.** A requeued record is delivered again by rewinding its partition to it;
 //! records after it that were already delivered are skipped (see [`crate::offsets`]).
@@ -25,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,8 @@ use crate::offsets::{Fetched, OffsetTracker, TopicPartition};
 const MAX_POLL_SLICE: Duration = Duration::from_millis(100);
 /// Deadline for broker queries made during a rebalance (committed offsets, times).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A consumer whose buffer stayed full this long pauses its partitions.
+const STALLED_AFTER: Duration = Duration::from_secs(2);
 /// Repeated consumer errors are logged at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -83,6 +86,8 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes a waiting `receive`.
     arrived: Notify,
+    /// Wakes the consumer thread when the listener took records from a full buffer.
+    room: Condvar,
     /// Asks the thread to close the consumer.
     stop: AtomicBool,
     group: String,
@@ -101,6 +106,7 @@ impl Shared {
     fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.arrived.notify_one();
+        self.room.notify_all();
     }
 }
 
@@ -302,6 +308,7 @@ struct Worker {
     shared: Arc<Shared>,
     settings: ConsumerSettings,
     paused: bool,
+    full_since: Option<Instant>,
     errors: ErrorLog,
 }
 
@@ -311,8 +318,9 @@ impl Worker {
         while !self.shared.stopping() {
             self.store_offsets();
             self.seek_requeued();
-            self.apply_backpressure();
-            match self.consumer.poll(poll) {
+            // Full: a keep-alive poll only (rebalances, max.poll.interval.ms).
+            let full = self.wait_for_room(poll);
+            match self.consumer.poll(if full { Duration::ZERO } else { poll }) {
                 None => {}
                 Some(Ok(message)) => {
                     let tp = TopicPartition::new(message.topic(), message.partition());
@@ -384,22 +392,46 @@ impl Worker {
         }
     }
 
-    fn apply_backpressure(&mut self) {
-        let (buffered, changed) = {
-            let mut st = self.shared.lock();
-            (st.buffer.len(), std::mem::take(&mut st.assignment_changed))
-        };
+    /// Flow control: while `max_poll_records` fetched records wait for the listener,
+    /// wait (up to one poll slice) for it to take some instead of fetching more. Returns
+    /// whether the buffer is still full. A consumer full for a long time pauses its
+    /// partitions, so that it stops taking even the one record per slice that its
+    /// keep-alive poll may return; pausing is avoided otherwise, as resuming costs a
+    /// fetch round trip.
+    fn wait_for_room(&mut self, slice: Duration) -> bool {
         let high = self.settings.max_buffered;
-        let pause = if buffered >= high && (!self.paused || changed) {
+        let (full, changed) = {
+            let st = self.shared.lock();
+            let (mut st, _) = self
+                .shared
+                .room
+                .wait_timeout_while(st, slice, |s| {
+                    s.buffer.len() >= high && !self.shared.stopping()
+                })
+                .unwrap_or_else(|e| e.into_inner());
+            (
+                st.buffer.len() >= high,
+                std::mem::take(&mut st.assignment_changed),
+            )
+        };
+        let now = Instant::now();
+        let pause = if full {
+            let since = *self.full_since.get_or_insert(now);
+            let stalled = now.duration_since(since) >= STALLED_AFTER;
+            if !stalled || (self.paused && !changed) {
+                return full;
+            }
             true
-        } else if self.paused && buffered <= high / 2 {
-            false
         } else {
-            return;
+            self.full_since = None;
+            if !self.paused {
+                return full;
+            }
+            false
         };
         let assignment = match self.consumer.assignment() {
             Ok(a) => a,
-            Err(_) => return,
+            Err(_) => return full,
         };
         let result = if pause {
             self.consumer.pause(&assignment)
@@ -408,13 +440,14 @@ impl Worker {
         };
         match result {
             Ok(()) => {
-                tracing::debug!(group = %self.settings.group, buffered, pause, "fetch flow control");
+                tracing::debug!(group = %self.settings.group, pause, "fetch flow control");
                 self.paused = pause;
             }
             Err(e) => {
                 tracing::debug!(group = %self.settings.group, error = %e, "could not pause/resume")
             }
         }
+        full
     }
 
     /// Store the last acknowledgements and leave the group: librdkafka revokes the
@@ -473,6 +506,7 @@ impl KafkaSubscription {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             arrived: Notify::new(),
+            room: Condvar::new(),
             stop: AtomicBool::new(false),
             group: settings.group.clone(),
             start: settings.start,
@@ -495,6 +529,7 @@ impl KafkaSubscription {
             shared: shared.clone(),
             settings,
             paused: false,
+            full_since: None,
             errors: ErrorLog::default(),
         };
         thread::Builder::new()
@@ -537,7 +572,10 @@ impl Subscription for KafkaSubscription {
                 let mut st = self.shared.lock();
                 if !st.buffer.is_empty() || max == 0 {
                     let n = max.min(st.buffer.len());
-                    return Ok(st.buffer.drain(..n).map(|b| b.record).collect());
+                    let records = st.buffer.drain(..n).map(|b| b.record).collect();
+                    drop(st);
+                    self.shared.room.notify_one();
+                    return Ok(records);
                 }
             }
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {

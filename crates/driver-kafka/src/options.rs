@@ -140,7 +140,7 @@ pub static SPECS: &[OptionSpec] = &[
             max: 1_000_000,
         },
         Some("500"),
-        "most records fetched ahead of the listener; fetching pauses above it",
+        "most records fetched ahead of the listener; at that many, fetching waits for the listener",
     ),
     spec(
         SECURITY_PROTOCOL,

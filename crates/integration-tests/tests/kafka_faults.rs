@@ -362,3 +362,61 @@ fn killed_listener_hands_its_uncommitted_records_to_a_new_member() {
         );
     });
 }
+
+/// A listener whose handler stalls: the consumer stops fetching at
+/// `max_poll_records`, pauses its partitions after a while, and resumes when the
+/// handler goes on, losing and repeating nothing, in order.
+#[test]
+fn stalled_listener_pauses_and_resumes_in_order() {
+    kafka_support::init_tracing();
+    let Some(servers) = kafka_support::bootstrap_servers() else {
+        return skip(
+            "stalled_listener_pauses_and_resumes_in_order",
+            "no Kafka broker",
+        );
+    };
+    runtime().block_on(async {
+        let t = kafka_support::transport(&servers, "max_poll_records=5");
+        let topic = unique("stall");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let endpoint = {
+            let order = order.clone();
+            NotificationEndpoint::from_fn(move |n| {
+                let order = order.clone();
+                async move {
+                    let i = n.payload["i"].as_i64().unwrap_or(-1);
+                    if i == 3 {
+                        tokio::time::sleep(Duration::from_secs(4)).await;
+                    }
+                    order.lock().unwrap().push(i);
+                    Ok(HandlerOutcome::Handled)
+                }
+            })
+        };
+        let l = NotificationListener::builder(&t)
+            .target(Target::new(&topic))
+            .pool(unique("pool"))
+            .endpoint(endpoint)
+            .max_concurrency(1)
+            .build()
+            .unwrap();
+        l.start().await.unwrap();
+        let n = notifier(&t, &topic);
+        for i in 0..60 {
+            n.info(&Context::new(), "stall", &json!({"i": i}))
+                .await
+                .unwrap();
+        }
+        assert!(
+            eventually(Duration::from_secs(60), || order.lock().unwrap().len()
+                >= 60)
+            .await,
+            "stuck after the stall: {:?}",
+            order.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(*order.lock().unwrap(), (0..60).collect::<Vec<i64>>());
+        l.stop_and_wait().await.unwrap();
+        t.close(Duration::from_secs(10)).await.unwrap();
+    });
+}

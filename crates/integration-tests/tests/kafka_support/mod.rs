@@ -64,12 +64,18 @@ pub fn unique(what: &str) -> String {
     format!("{what}-{}", &id[..10])
 }
 
-/// A `kafka://` URL for `servers` with the test settings and `extra` query pairs.
+/// A `kafka://` URL for `servers` with the test settings, `extra` query pairs, and
+/// those of `MESSAGING_KAFKA_EXTRA_QUERY` (to run the tests with other settings, e.g.
+/// `topic_partitions=3&max_poll_records=5&compression=zstd`).
 pub fn url(servers: &str, extra: &str) -> TransportUrl {
     let mut text = format!("kafka://{servers}?{TEST_CLIENT_SETTINGS}");
-    if !extra.is_empty() {
-        text.push('&');
-        text.push_str(extra.trim_start_matches('&'));
+    let from_env = std::env::var("MESSAGING_KAFKA_EXTRA_QUERY").unwrap_or_default();
+    for more in [extra, from_env.as_str()] {
+        let more = more.trim_matches('&');
+        if !more.is_empty() {
+            text.push('&');
+            text.push_str(more);
+        }
     }
     TransportUrl::parse(&text).expect("valid test URL")
 }
