@@ -121,6 +121,14 @@ impl OwnBroker {
 impl Drop for OwnBroker {
     fn drop(&mut self) {
         let _ = Self::run(&self.script, &["stop", "--name", &self.name]);
+        // Keep the broker's directory (log, database) when the test failed.
+        if !std::thread::panicking() {
+            if let Ok(dir) = Self::run(&self.script, &["dir", "--name", &self.name]) {
+                if dir.contains(&self.name) {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
     }
 }
 
