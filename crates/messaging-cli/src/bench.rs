@@ -36,6 +36,11 @@ pub(crate) struct BenchArgs {
     /// Measure RPC call round trips (against an in-process demo server) instead.
     #[arg(long)]
     rpc: bool,
+    /// Also run a raw rdkafka baseline (Kafka URLs): the same number of records of the
+    /// same size, produced and consumed with rdkafka directly and the same settings,
+    /// and print the framework/raw ratios.
+    #[arg(long)]
+    raw: bool,
     /// Calls in flight at once (with --rpc).
     #[arg(long, default_value_t = 16)]
     in_flight: usize,
@@ -53,7 +58,12 @@ pub(crate) struct BenchReport {
     pub(crate) url: String,
     pub(crate) count: u64,
     pub(crate) payload_size: usize,
+    /// Size of one encoded record (the oslo envelope around the payload).
+    pub(crate) record_bytes: usize,
+    /// Notifications accepted by the transport per second (`notify` returned).
     pub(crate) notify_per_sec: f64,
+    /// Notifications acknowledged by the broker per second (every receipt resolved).
+    pub(crate) delivered_per_sec: f64,
     pub(crate) end_to_end_per_sec: f64,
     pub(crate) latency_p50_us: u64,
     pub(crate) latency_p99_us: u64,
@@ -147,6 +157,13 @@ pub(crate) async fn measure(
         .build()?;
     let pad = "x".repeat(payload_size.saturating_sub(40));
     let ctx = Context::new();
+    let record_bytes = messaging_core::envelope::encode(&notifier.build_notification(
+        messaging_core::Priority::Info,
+        &ctx,
+        "bench.event",
+        &BenchPayload { t: 0, pad: &pad },
+    )?)?
+    .len();
     let started = Instant::now();
     let mut pending = Vec::new();
     for _ in 0..count {
@@ -160,6 +177,10 @@ pub(crate) async fn measure(
         }
     }
     let notify_secs = started.elapsed().as_secs_f64();
+    for r in pending {
+        r.delivered().await?;
+    }
+    let delivered_secs = started.elapsed().as_secs_f64();
     let waited = tokio::time::timeout(timeout, async {
         if handled.load(Ordering::Relaxed) < count {
             all_done.notified().await;
@@ -168,9 +189,6 @@ pub(crate) async fn measure(
     .await;
     let e2e_secs = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    for r in pending {
-        r.delivered().await?;
-    }
     listener.stop_and_wait().await?;
     transport.close(Duration::from_secs(30)).await?;
     if waited.is_err() {
@@ -188,7 +206,9 @@ pub(crate) async fn measure(
         url: transport.url().to_string(),
         count,
         payload_size,
+        record_bytes,
         notify_per_sec: count as f64 / notify_secs,
+        delivered_per_sec: count as f64 / delivered_secs,
         end_to_end_per_sec,
         latency_p50_us: h.value_at_quantile(0.50),
         latency_p99_us: h.value_at_quantile(0.99),
@@ -218,7 +238,14 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
     println!("notify-to-handler benchmark on {}", report.url);
     println!("  notifications      {:>12}", report.count);
     println!("  payload size       {:>12} B", report.payload_size);
-    println!("  notify rate        {:>12.0} /s", report.notify_per_sec);
+    println!(
+        "  notify rate        {:>12.0} /s   (accepted by the transport)",
+        report.notify_per_sec
+    );
+    println!(
+        "  delivered rate     {:>12.0} /s   (acknowledged by the broker)",
+        report.delivered_per_sec
+    );
     println!(
         "  end-to-end rate    {:>12.0} /s",
         report.end_to_end_per_sec
@@ -235,8 +262,41 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
         "  end-to-end / baseline {:>9.3}",
         report.end_to_end_vs_baseline
     );
+    if !a.raw {
+        if a.json {
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        return Ok(());
+    }
+    let raw = crate::bench_raw::measure(&a.url, a.count, report.record_bytes, timeout).await?;
+    let notify_ratio = report.notify_per_sec / raw.produce_per_sec;
+    let delivered_ratio = report.delivered_per_sec / raw.delivered_per_sec;
+    let e2e_ratio = report.end_to_end_per_sec / raw.end_to_end_per_sec;
+    println!(
+        "raw rdkafka baseline, same run, same settings, {} B records",
+        raw.record_bytes
+    );
+    println!(
+        "  produce rate       {:>12.0} /s   framework/raw {:.3}",
+        raw.produce_per_sec, notify_ratio
+    );
+    println!(
+        "  delivered rate     {:>12.0} /s   framework/raw {:.3}",
+        raw.delivered_per_sec, delivered_ratio
+    );
+    println!(
+        "  end-to-end rate    {:>12.0} /s   framework/raw {:.3}",
+        raw.end_to_end_per_sec, e2e_ratio
+    );
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let all = serde_json::json!({
+            "framework": report,
+            "raw": raw,
+            "notify_vs_raw": notify_ratio,
+            "delivered_vs_raw": delivered_ratio,
+            "end_to_end_vs_raw": e2e_ratio,
+        });
+        println!("{all}");
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! a Kafka cluster.
 
 mod bench;
+mod bench_raw;
 mod demo;
 mod listen;
 mod rpc;

@@ -2,11 +2,14 @@
 //! delivery tracking, counters).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{CloseReport, Driver, PendingDelivery};
 use crate::error::{Error, ErrorKind, Result};
@@ -55,6 +58,7 @@ impl TransportStats {
 struct TransportInner {
     url: TransportUrl,
     driver: Arc<dyn Driver>,
+    tracker: Mutex<Option<mpsc::UnboundedSender<Tracked>>>,
     send_timeout: Duration,
     closed: AtomicBool,
     stats: TransportStats,
@@ -89,6 +93,7 @@ impl Transport {
             inner: Arc::new(TransportInner {
                 url,
                 driver,
+                tracker: Mutex::new(None),
                 send_timeout: DEFAULT_SEND_TIMEOUT,
                 closed: AtomicBool::new(false),
                 stats: TransportStats::default(),
@@ -102,6 +107,7 @@ impl Transport {
             inner: Arc::new(TransportInner {
                 url: self.inner.url.clone(),
                 driver: self.inner.driver.clone(),
+                tracker: Mutex::new(None),
                 send_timeout: timeout,
                 closed: AtomicBool::new(self.is_closed()),
                 stats: TransportStats::default(),
@@ -152,16 +158,35 @@ impl Transport {
                 Ok(DeliveryReceipt::already_delivered())
             }
             PendingDelivery::Pending(future) => {
-                let (tx, rx) = oneshot::channel();
-                let transport = self.clone();
-                let topic = topic.to_owned();
-                tokio::spawn(async move {
-                    let outcome = transport.track(&topic, body, future, retry).await;
-                    let _ = tx.send(outcome);
+                let (reply, rx) = oneshot::channel();
+                self.track_in_background(Tracked {
+                    topic: topic.to_owned(),
+                    body,
+                    future,
+                    retry,
+                    reply,
                 });
                 Ok(DeliveryReceipt::pending(rx))
             }
         }
+    }
+
+    /// Hand a delivery to the task that awaits every pending delivery of this
+    /// transport (one task, not one per record: a task per record costs more than
+    /// the send itself). A tracker whose runtime ended is replaced.
+    fn track_in_background(&self, tracked: Tracked) {
+        let mut slot = self.inner.tracker.lock().unwrap_or_else(|e| e.into_inner());
+        let tracked = match slot.as_ref() {
+            Some(tx) => match tx.send(tracked) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(t)) => t,
+            },
+            None => tracked,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_tracker(Arc::downgrade(&self.inner), rx));
+        let _ = tx.send(tracked);
+        *slot = Some(tx);
     }
 
     async fn accept(&self, topic: &str, body: &Bytes, retry: Retry) -> Result<PendingDelivery> {
@@ -198,11 +223,12 @@ impl Transport {
         }
     }
 
+    /// Await a delivery; resend while `retry` allows; log and count a final failure.
     async fn track(
         &self,
         topic: &str,
         body: Bytes,
-        first: futures::future::BoxFuture<'static, Result<()>>,
+        first: BoxFuture<'static, Result<()>>,
         retry: Retry,
     ) -> Result<()> {
         let mut outcome = first.await;
@@ -252,6 +278,62 @@ impl Transport {
             return Ok(CloseReport::default());
         }
         self.inner.driver.close(timeout).await
+    }
+}
+
+/// One delivery the tracker awaits.
+struct Tracked {
+    topic: String,
+    body: Bytes,
+    future: BoxFuture<'static, Result<()>>,
+    retry: Retry,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+/// Await deliveries as they come. A success is counted here; a failure goes to
+/// [`Transport::track`] on a task of its own, which resends as `retry` allows.
+async fn run_tracker(
+    transport: Weak<TransportInner>,
+    mut incoming: mpsc::UnboundedReceiver<Tracked>,
+) {
+    let mut pending: FuturesUnordered<BoxFuture<'static, (Tracked, Result<()>)>> =
+        FuturesUnordered::new();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        tokio::select! {
+            next = incoming.recv(), if open => match next {
+                Some(mut t) => {
+                    let future = std::mem::replace(&mut t.future, Box::pin(async { Ok(()) }));
+                    pending.push(Box::pin(async move {
+                        let outcome = future.await;
+                        (t, outcome)
+                    }));
+                }
+                None => open = false,
+            },
+            Some((t, outcome)) = pending.next(), if !pending.is_empty() => {
+                match (outcome, transport.upgrade()) {
+                    (Ok(()), inner) => {
+                        if let Some(inner) = inner {
+                            inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = t.reply.send(Ok(()));
+                    }
+                    (Err(e), Some(inner)) => {
+                        let transport = Transport { inner };
+                        tokio::spawn(async move {
+                            let failed: BoxFuture<'static, Result<()>> = Box::pin(async move { Err(e) });
+                            let outcome = transport.track(&t.topic, t.body, failed, t.retry).await;
+                            let _ = t.reply.send(outcome);
+                        });
+                    }
+                    (Err(e), None) => {
+                        tracing::error!(topic = %t.topic, error = %e, "notification lost: delivery failed after its transport was dropped");
+                        let _ = t.reply.send(Err(e));
+                    }
+                }
+            }
+        }
     }
 }
 
