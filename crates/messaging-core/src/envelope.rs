@@ -73,6 +73,8 @@ pub fn payload_to_raw<T: Serialize + ?Sized>(payload: &T) -> Result<Box<RawValue
     RawValue::from_string(text).map_err(Error::from)
 }
 
+/// The inner message as serde would write it (the tests' reference for [`encode`]).
+#[cfg(test)]
 #[derive(Serialize)]
 struct WireMessage<'a> {
     message_id: &'a str,
@@ -85,22 +87,134 @@ struct WireMessage<'a> {
 }
 
 /// Encode a notification as one record value in the v2 envelope.
+///
+/// The inner message is written straight into the outer string, escaped on the
+/// way, without building it first: the result is byte for byte what serializing
+/// the message with Python's separators and then writing that text as a JSON
+/// string gives (see the tests, which compare against exactly that).
 pub fn encode(n: &OutgoingNotification) -> Result<Vec<u8>> {
-    let message = WireMessage {
-        message_id: &n.message_id,
-        publisher_id: &n.publisher_id,
-        event_type: &n.event_type,
-        priority: n.priority.as_wire(),
-        payload: &n.payload,
-        timestamp: &n.timestamp,
-        _context: &n.context,
-    };
-    let inner = to_python_json(&message)?;
-    let mut out = Vec::with_capacity(inner.len() + inner.len() / 4 + 48);
-    out.extend_from_slice(b"{\"oslo.version\": \"2.0\", \"oslo.message\": ");
-    serde_json::to_writer(&mut out, inner.as_str())?;
-    out.push(b'}');
+    let payload = n.payload.get().as_bytes();
+    let mut out = Vec::with_capacity(
+        OUTER_PREFIX.len()
+            + payload.len()
+            + payload.len() / 4
+            + n.message_id.len()
+            + n.publisher_id.len()
+            + n.event_type.len()
+            + n.timestamp.len()
+            + 200,
+    );
+    out.extend_from_slice(OUTER_PREFIX);
+    out.extend_from_slice(br#"{\"message_id\": "#);
+    write_string_twice_escaped(&mut out, &n.message_id)?;
+    out.extend_from_slice(br#", \"publisher_id\": "#);
+    write_string_twice_escaped(&mut out, &n.publisher_id)?;
+    out.extend_from_slice(br#", \"event_type\": "#);
+    write_string_twice_escaped(&mut out, &n.event_type)?;
+    out.extend_from_slice(br#", \"priority\": "#);
+    write_string_twice_escaped(&mut out, n.priority.as_wire())?;
+    out.extend_from_slice(br#", \"payload\": "#);
+    escape_str_contents(&mut out, payload);
+    out.extend_from_slice(br#", \"timestamp\": "#);
+    write_string_twice_escaped(&mut out, &n.timestamp)?;
+    out.extend_from_slice(br#", \"_context\": "#);
+    if n.context.is_empty() {
+        out.extend_from_slice(b"{}");
+    } else {
+        escape_str_contents(&mut out, to_python_json(&n.context)?.as_bytes());
+    }
+    out.extend_from_slice(b"}\"}");
     Ok(out)
+}
+
+/// The start of every record this crate writes, up to the opening quote of `oslo.message`.
+const OUTER_PREFIX: &[u8] = br#"{"oslo.version": "2.0", "oslo.message": ""#;
+
+/// Write `s` as a JSON string (quotes included), itself escaped as the contents
+/// of another JSON string: what a string field of the inner message becomes.
+fn write_string_twice_escaped(out: &mut Vec<u8>, s: &str) -> Result<()> {
+    if first_escape(s.as_bytes(), 0) == s.len() {
+        // Nothing to escape at either level: `\"text\"`.
+        out.extend_from_slice(b"\\\"");
+        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(b"\\\"");
+        return Ok(());
+    }
+    let once = serde_json::to_string(s)?;
+    escape_str_contents(out, once.as_bytes());
+    Ok(())
+}
+
+/// The SWAR constant 0x0101..01.
+const ONES: u64 = u64::MAX / 255;
+/// The high bit of every byte.
+const HIGHS: u64 = ONES << 7;
+
+/// Whether any byte of `chunk` is `"`, `\\` or below 0x20 (what a JSON string must escape).
+#[inline(always)]
+fn chunk_needs_escape(chunk: u64) -> bool {
+    let ctrl = chunk.wrapping_sub(ONES * 0x20) & !chunk;
+    let q = chunk ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = chunk ^ (ONES * u64::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (ctrl | quote | backslash) & HIGHS != 0
+}
+
+#[inline(always)]
+fn byte_needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The index of the first byte at or after `from` that a JSON string must escape
+/// (`bytes.len()` when none).
+#[inline]
+fn first_escape(bytes: &[u8], mut from: usize) -> usize {
+    while from + 8 <= bytes.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[from..from + 8]);
+        if chunk_needs_escape(u64::from_le_bytes(word)) {
+            break;
+        }
+        from += 8;
+    }
+    while from < bytes.len() && !byte_needs_escape(bytes[from]) {
+        from += 1;
+    }
+    from
+}
+
+/// Append `text` escaped as the contents of a JSON string, exactly as serde_json
+/// escapes a `str` (`\\"`, `\\\\`, the short escapes, `\\u00XX` for other control
+/// characters; everything else, UTF-8 included, as is).
+fn escape_str_contents(out: &mut Vec<u8>, text: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 0;
+    loop {
+        let i = first_escape(text, start);
+        out.extend_from_slice(&text[start..i]);
+        let Some(&b) = text.get(i) else {
+            return;
+        };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
+        start = i + 1;
+    }
 }
 
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -134,6 +248,18 @@ struct WireRecord<'a> {
 
 /// Decode one record value (v2 envelope or bare v1 message).
 pub fn decode(body: &[u8]) -> Result<Notification> {
+    if let Some(message) = canonical_message(body) {
+        // Exactly what the general path below does with this record, minus the
+        // outer parse.
+        let inner: WireRecord<'_> = serde_json::from_str(&message)
+            .map_err(|e| Error::decode("oslo.message is not a JSON object").with_source(e))?;
+        return into_notification(inner);
+    }
+    decode_general(body)
+}
+
+/// Decode any accepted form: parse the outer object, then the inner message.
+fn decode_general(body: &[u8]) -> Result<Notification> {
     let record: WireRecord<'_> = serde_json::from_slice(body)
         .map_err(|e| Error::decode("record is not a JSON object").with_source(e))?;
     match (&record.version, &record.message) {
@@ -151,6 +277,43 @@ pub fn decode(body: &[u8]) -> Result<Notification> {
         )),
         (None, None) => into_notification(record),
     }
+}
+
+/// The unescaped `oslo.message` of a record laid out exactly as [`encode`] (and
+/// oslo.messaging) writes it: `OUTER_PREFIX`, a string using only the short
+/// escapes, `"}` and nothing after. `None` sends the record down the general path
+/// (other spacing or key order, `\\u` escapes, anything malformed), which then
+/// gives the same result or the same error as always.
+fn canonical_message(body: &[u8]) -> Option<String> {
+    let contents = body.strip_prefix(OUTER_PREFIX)?.strip_suffix(b"\"}")?;
+    let mut out = Vec::with_capacity(contents.len());
+    let mut start = 0;
+    loop {
+        let i = first_escape(contents, start);
+        out.extend_from_slice(&contents[start..i]);
+        let Some(&b) = contents.get(i) else {
+            break;
+        };
+        if b != b'\\' {
+            // An unescaped quote (the string ended early) or a control character.
+            return None;
+        }
+        let unescaped = match contents.get(i + 1)? {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            _ => return None,
+        };
+        out.push(unescaped);
+        start = i + 2;
+    }
+    // Escapes only stand for ASCII, so this is valid exactly when `contents` is.
+    String::from_utf8(out).ok()
 }
 
 pub(crate) fn check_version(version: &str) -> Result<()> {
@@ -220,6 +383,131 @@ mod tests {
         let encoded = String::from_utf8(encode(&sample()).unwrap()).unwrap();
         let expected = r#"{"oslo.version": "2.0", "oslo.message": "{\"message_id\": \"6f1c0000-0000-4000-8000-000000000001\", \"publisher_id\": \"compute.host1\", \"event_type\": \"compute.instance.create.end\", \"priority\": \"INFO\", \"payload\": {\"instance_id\": \"abc\"}, \"timestamp\": \"2026-05-01 12:00:00.123456\", \"_context\": {}}"}"#;
         assert_eq!(encoded, expected);
+    }
+
+    /// The encoder before it wrote the inner message straight into the outer string.
+    fn reference_encode(n: &OutgoingNotification) -> Vec<u8> {
+        let message = WireMessage {
+            message_id: &n.message_id,
+            publisher_id: &n.publisher_id,
+            event_type: &n.event_type,
+            priority: n.priority.as_wire(),
+            payload: &n.payload,
+            timestamp: &n.timestamp,
+            _context: &n.context,
+        };
+        let inner = to_python_json(&message).unwrap();
+        let mut out = b"{\"oslo.version\": \"2.0\", \"oslo.message\": ".to_vec();
+        serde_json::to_writer(&mut out, inner.as_str()).unwrap();
+        out.push(b'}');
+        out
+    }
+
+    fn same_outcome(body: &[u8]) {
+        let fast = decode(body);
+        let general = decode_general(body);
+        match (&fast, &general) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => {
+                assert_eq!(a.kind(), b.kind());
+                assert_eq!(a.to_string(), b.to_string());
+            }
+            _ => panic!(
+                "fast {fast:?} vs general {general:?} for {}",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+
+    const AWKWARD: &[&str] = &[
+        "",
+        "plain",
+        "quote\" and back\\slash",
+        "\\\\\"\"",
+        "ctl \u{0}\u{1}\u{7}\u{8}\u{b}\u{c}\u{1f}\u{7f} \n\r\t end",
+        "é ü 日本 🎉",
+        "/ slash \\/ \\u00e9",
+        "exactly8",
+        "sixteen bytes!!!",
+        "0123456\"",
+    ];
+
+    #[test]
+    fn encodes_like_the_two_step_reference() {
+        for (i, text) in AWKWARD.iter().enumerate() {
+            let mut n = sample();
+            n.message_id = (*text).into();
+            n.publisher_id = format!("{text}{i}");
+            n.event_type = text.repeat(i);
+            n.timestamp = text.chars().rev().collect();
+            n.payload =
+                payload_to_raw(&serde_json::json!({"s": text, "n": [i, 1.5, null]})).unwrap();
+            if i % 2 == 0 {
+                n.context.insert((*text).into(), Value::from(*text));
+                n.context
+                    .insert("nested".into(), serde_json::json!({"k": [text]}));
+            }
+            let encoded = encode(&n).unwrap();
+            assert_eq!(
+                String::from_utf8(encoded.clone()).unwrap(),
+                String::from_utf8(reference_encode(&n)).unwrap()
+            );
+            same_outcome(&encoded);
+            let back = decode(&encoded).unwrap();
+            assert_eq!(back.metadata.message_id, n.message_id);
+            assert_eq!(back.payload, n.payload_value());
+        }
+        // A raw payload with whitespace (tabs and newlines) of its own.
+        let mut n = sample();
+        n.payload = RawValue::from_string("{\n\t\"a\" :\r [1 , 2]\n}".into()).unwrap();
+        assert_eq!(encode(&n).unwrap(), reference_encode(&n));
+        same_outcome(&encode(&n).unwrap());
+    }
+
+    #[test]
+    fn fast_decode_agrees_with_the_general_path() {
+        let good = encode(&sample()).unwrap();
+        let text = String::from_utf8(good.clone()).unwrap();
+        let mut cases: Vec<Vec<u8>> = vec![good.clone()];
+        // Every truncation and a few corruptions of a good record.
+        for cut in 0..good.len() {
+            cases.push(good[..cut].to_vec());
+            let mut bad = good.clone();
+            bad[cut] = b'"';
+            cases.push(bad.clone());
+            bad[cut] = b'\\';
+            cases.push(bad.clone());
+            bad[cut] = b'\n';
+            cases.push(bad.clone());
+            bad[cut] = 0xff;
+            cases.push(bad);
+        }
+        for extra in [
+            text.replace("\\\"payload\\\"", "\\u0022payload\\\""),
+            text.replace(", \\\"_context\\\": {}", ", \\\"_context\\\": {}, \\\"x\\\": \\\"\\\\u00e9\\t\\\""),
+            text.replace("\"oslo.message\": \"{", "\"oslo.message\": \"{\\\"message_id\\\": 1, "),
+            format!("{text} "),
+            format!("{text}}}"),
+            text.replace("}\"}", "}\\\"}"),
+            text.replace("}\"}", "} \"}"),
+            text.replace("}\"}", "}\\\\\"}"),
+            text.replace("\\\"timestamp\\\"", "\\\"\\/timestamp\\\""),
+            r#"{"oslo.version": "2.0", "oslo.message": ""}"#.to_owned(),
+            r#"{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"e\", \"priority\": \"info\", \"payload\": \"\\\" \\\\ \\/ \\b\\f\\n\\r\\t\"}"}"#.to_owned(),
+            r#"{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"e\", \"priority\": \"info\", \"payload\": 1, \"payload\": 2}"}"#.to_owned(),
+            r#"{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"e\", \"priority\": \"info\", \"payload\": 1, \"_context\": []}"}"#.to_owned(),
+            r#"{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"e\", \"priority\": \"info\", \"payload\": 1, \"zz\": \"\u00ff\"}"}"#.to_owned(),
+        ] {
+            cases.push(extra.into_bytes());
+        }
+        let mut invalid_utf8 = good.clone();
+        let at = invalid_utf8.len() - 6;
+        invalid_utf8.splice(at..at, [0xc3, b'(']);
+        cases.push(invalid_utf8);
+        for case in &cases {
+            same_outcome(case);
+        }
+        assert!(canonical_message(&good).is_some());
     }
 
     #[test]

@@ -92,9 +92,41 @@ impl Notification {
 /// when the microseconds are 0.
 pub fn format_timestamp(time: DateTime<Utc>) -> String {
     use chrono::Datelike;
+    // Written digit by digit: chrono's strftime parses its pattern on every call,
+    // `write!` goes through the formatting machinery, and this runs once per
+    // notification.
+    fn digits(out: &mut [u8], mut value: u32) {
+        for slot in out.iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    let year = time.year();
+    if !(0..=9999).contains(&year) {
+        return format_timestamp_slow(time);
+    }
+    let mut buf = *b"0000-00-00 00:00:00.000000";
+    digits(&mut buf[0..4], year as u32);
+    digits(&mut buf[5..7], time.month());
+    digits(&mut buf[8..10], time.day());
+    digits(&mut buf[11..13], time.hour());
+    digits(&mut buf[14..16], time.minute());
+    digits(&mut buf[17..19], time.second());
+    let micros = (time.nanosecond() % 1_000_000_000) / 1000;
+    let len = if micros == 0 {
+        19
+    } else {
+        digits(&mut buf[20..26], micros);
+        26
+    };
+    // Only ASCII digits and separators were written.
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+/// [`format_timestamp`] for years outside 0..=9999 (as `{:04}` writes them).
+fn format_timestamp_slow(time: DateTime<Utc>) -> String {
+    use chrono::Datelike;
     use std::fmt::Write;
-    // Written field by field: chrono's strftime parses its pattern on every call,
-    // and this runs once per notification.
     let mut out = String::with_capacity(26);
     let _ = write!(
         out,
@@ -187,6 +219,20 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap()
             + chrono::Duration::nanoseconds(500);
         assert_eq!(format_timestamp(t), "2026-05-01 12:00:00");
+        // Leap second, small year, and agreement with the formatting machinery.
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_micro_opt(23, 59, 59, 1_000_007)
+            .unwrap()
+            .and_utc();
+        assert_eq!(format_timestamp(leap), "2016-12-31 23:59:59.000007");
+        let small = Utc.with_ymd_and_hms(7, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(format_timestamp(small), "0007-01-02 03:04:05");
+        for micros in [0i64, 1, 999_999, 123_456_789_012, 9_876_543_210_987] {
+            let t = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 58).unwrap()
+                + chrono::Duration::microseconds(micros);
+            assert_eq!(format_timestamp(t), format_timestamp_slow(t));
+        }
     }
 
     #[test]
