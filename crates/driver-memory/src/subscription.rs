@@ -13,10 +13,41 @@ use tokio::time::Instant;
 
 use crate::queue::{take_or_wait, Entry, Queue};
 
+/// Hashes delivery tags (distinct integers from a counter) with one multiplication:
+/// SipHash's protection against chosen keys buys nothing for them and cost more
+/// than the rest of an ack.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct BuildTagHasher;
+
+#[derive(Debug, Default)]
+pub(crate) struct TagHasher(u64);
+
+impl std::hash::BuildHasher for BuildTagHasher {
+    type Hasher = TagHasher;
+    fn build_hasher(&self) -> TagHasher {
+        TagHasher(0)
+    }
+}
+
+impl std::hash::Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: spreads consecutive tags over the high bits too.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct MemorySubscription {
     queues: Vec<Arc<Queue>>,
-    inflight: Mutex<HashMap<u64, (usize, Entry)>>,
+    inflight: Mutex<HashMap<u64, (usize, Entry), BuildTagHasher>>,
     next_tag: AtomicU64,
     next_queue: AtomicUsize,
     closed: AtomicBool,
@@ -27,7 +58,7 @@ impl MemorySubscription {
     pub(crate) fn new(queues: Vec<Arc<Queue>>, driver_closed: Arc<AtomicBool>) -> Self {
         MemorySubscription {
             queues,
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::default()),
             next_tag: AtomicU64::new(1),
             next_queue: AtomicUsize::new(0),
             closed: AtomicBool::new(false),

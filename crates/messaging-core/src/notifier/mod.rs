@@ -310,7 +310,10 @@ impl Notifier {
             .with_source(e)
         })?;
         Ok(OutgoingNotification {
-            message_id: uuid::Uuid::new_v4().to_string(),
+            message_id: uuid::Uuid::new_v4()
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .to_owned(),
             publisher_id: self.publisher_id.clone(),
             event_type: event_type.to_owned(),
             priority,

@@ -1,6 +1,6 @@
 //! The simple sinks: messaging (send on a transport), log, noop, test (recording).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,12 +18,58 @@ use crate::transport::{DeliveryReceipt, Transport};
 #[derive(Debug, Clone)]
 pub struct MessagingSink {
     transport: Transport,
+    topic_names: Arc<TopicNames>,
 }
 
 impl MessagingSink {
     /// A sink sending on `transport`.
     pub fn new(transport: Transport) -> Self {
-        MessagingSink { transport }
+        MessagingSink {
+            transport,
+            topic_names: Arc::default(),
+        }
+    }
+
+    /// The full topic name for `topic` and `priority`, built once and kept.
+    fn topic_name(&self, topic: &str, priority: Priority) -> Arc<str> {
+        self.topic_names.get_or_insert(topic, priority, || {
+            self.transport.notification_topic(topic, priority)
+        })
+    }
+}
+
+/// Full topic names by (topic, priority): a notifier sends to a handful, and
+/// building the name costs more than looking it up.
+#[derive(Debug, Default)]
+struct TopicNames {
+    names: RwLock<Vec<(String, Priority, Arc<str>)>>,
+}
+
+impl TopicNames {
+    /// At most this many are kept; others are built on every send.
+    const MAX: usize = 64;
+
+    fn get_or_insert(
+        &self,
+        topic: &str,
+        priority: Priority,
+        build: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        let find = |names: &[(String, Priority, Arc<str>)]| {
+            names
+                .iter()
+                .find(|(t, p, _)| *p == priority && t == topic)
+                .map(|(_, _, name)| name.clone())
+        };
+        if let Some(name) = find(&self.names.read().unwrap_or_else(|e| e.into_inner())) {
+            return name;
+        }
+        let name: Arc<str> = build().into();
+        let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        if find(&names).is_none() && names.len() < Self::MAX {
+            names.push((topic.to_owned(), priority, name.clone()));
+        }
+        name
     }
 }
 
@@ -37,12 +83,12 @@ impl NotificationSink for MessagingSink {
     ) -> Result<DeliveryReceipt> {
         let body = Bytes::from(envelope::encode(n)?);
         if topics.len() == 1 {
-            let topic = self.transport.notification_topic(&topics[0], n.priority);
+            let topic = self.topic_name(&topics[0], n.priority);
             return self.transport.send(&topic, body, retry).await;
         }
         let mut receipts = Vec::with_capacity(topics.len());
         for t in topics {
-            let topic = self.transport.notification_topic(t, n.priority);
+            let topic = self.topic_name(t, n.priority);
             receipts.push(self.transport.send(&topic, body.clone(), retry).await?);
         }
         Ok(DeliveryReceipt::merge(receipts))
