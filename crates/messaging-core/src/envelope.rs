@@ -150,15 +150,23 @@ const ONES: u64 = u64::MAX / 255;
 /// The high bit of every byte.
 const HIGHS: u64 = ONES << 7;
 
-/// Whether any byte of `chunk` is `"`, `\\` or below 0x20 (what a JSON string must escape).
+/// The high bit set in bytes of `chunk` that are `"`, `\\` or below 0x20 (what a
+/// JSON string must escape); 0 when there are none. The lowest flagged byte is
+/// always a real one; bytes above it may be flagged wrongly.
 #[inline(always)]
-fn chunk_needs_escape(chunk: u64) -> bool {
+fn escape_mask(chunk: u64) -> u64 {
     let ctrl = chunk.wrapping_sub(ONES * 0x20) & !chunk;
     let q = chunk ^ (ONES * u64::from(b'"'));
     let quote = q.wrapping_sub(ONES) & !q;
     let b = chunk ^ (ONES * u64::from(b'\\'));
     let backslash = b.wrapping_sub(ONES) & !b;
-    (ctrl | quote | backslash) & HIGHS != 0
+    (ctrl | quote | backslash) & HIGHS
+}
+
+/// Whether any byte of `chunk` is one a JSON string must escape.
+#[inline(always)]
+fn chunk_needs_escape(chunk: u64) -> bool {
+    escape_mask(chunk) != 0
 }
 
 #[inline(always)]
@@ -286,19 +294,40 @@ fn decode_general(body: &[u8]) -> Result<Notification> {
 /// gives the same result or the same error as always.
 fn canonical_message(body: &[u8]) -> Option<String> {
     let contents = body.strip_prefix(OUTER_PREFIX)?.strip_suffix(b"\"}")?;
-    let mut out = Vec::with_capacity(contents.len());
-    let mut start = 0;
+    let len = contents.len();
+    // Eight bytes of slack: words are copied whole and the tail overwritten later.
+    let mut out = vec![0u8; len + 8];
+    let (mut i, mut j) = (0, 0);
     loop {
-        let i = first_escape(contents, start);
-        out.extend_from_slice(&contents[start..i]);
-        let Some(&b) = contents.get(i) else {
-            break;
-        };
-        if b != b'\\' {
+        if i + 8 <= len {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&contents[i..i + 8]);
+            out[j..j + 8].copy_from_slice(&word);
+            let mask = escape_mask(u64::from_le_bytes(word));
+            if mask == 0 {
+                i += 8;
+                j += 8;
+                continue;
+            }
+            // The lowest flagged byte is exact (only higher ones can be false hits).
+            let k = (mask.trailing_zeros() / 8) as usize;
+            i += k;
+            j += k;
+        } else {
+            while i < len && !byte_needs_escape(contents[i]) {
+                out[j] = contents[i];
+                i += 1;
+                j += 1;
+            }
+            if i == len {
+                break;
+            }
+        }
+        if contents[i] != b'\\' {
             // An unescaped quote (the string ended early) or a control character.
             return None;
         }
-        let unescaped = match contents.get(i + 1)? {
+        out[j] = match contents.get(i + 1)? {
             b'"' => b'"',
             b'\\' => b'\\',
             b'/' => b'/',
@@ -309,9 +338,10 @@ fn canonical_message(body: &[u8]) -> Option<String> {
             b't' => b'\t',
             _ => return None,
         };
-        out.push(unescaped);
-        start = i + 2;
+        i += 2;
+        j += 1;
     }
+    out.truncate(j);
     // Escapes only stand for ASCII, so this is valid exactly when `contents` is.
     String::from_utf8(out).ok()
 }
@@ -508,6 +538,34 @@ mod tests {
             same_outcome(case);
         }
         assert!(canonical_message(&good).is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encode_and_fast_decode_match_the_references(
+            id in "\\PC*",
+            event in "[\\x00-\\x7f]{0,40}",
+            text in proptest::collection::vec(proptest::prelude::any::<char>(), 0..80),
+            mangle in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 0..3),
+        ) {
+            let text: String = text.into_iter().collect();
+            let mut n = sample();
+            n.message_id = id;
+            n.event_type = event;
+            n.payload = payload_to_raw(&serde_json::json!({"t": text, "e": n.event_type})).unwrap();
+            n.context.insert("k".into(), Value::from(text.clone()));
+            let encoded = encode(&n).unwrap();
+            proptest::prop_assert_eq!(&encoded, &reference_encode(&n));
+            let back = decode(&encoded).unwrap();
+            proptest::prop_assert_eq!(&back.metadata.message_id, &n.message_id);
+            proptest::prop_assert_eq!(&back.payload, &n.payload_value());
+            let mut bad = encoded;
+            for (at, byte) in mangle {
+                let at = at % bad.len();
+                bad[at] = byte;
+            }
+            same_outcome(&bad);
+        }
     }
 
     #[test]
