@@ -257,6 +257,9 @@ struct WireRecord<'a> {
 /// Decode one record value (v2 envelope or bare v1 message).
 pub fn decode(body: &[u8]) -> Result<Notification> {
     if let Some(message) = canonical_message(body) {
+        if let Some(decoded) = canonical_inner(&message) {
+            return decoded;
+        }
         // Exactly what the general path below does with this record, minus the
         // outer parse.
         let inner: WireRecord<'_> = serde_json::from_str(&message)
@@ -344,6 +347,89 @@ fn canonical_message(body: &[u8]) -> Option<String> {
     out.truncate(j);
     // Escapes only stand for ASCII, so this is valid exactly when `contents` is.
     String::from_utf8(out).ok()
+}
+
+/// The notification in an inner message laid out exactly as [`encode`] writes it
+/// (keys in that order, Python's separators, strings without escapes), read
+/// without serde's per-key machinery. `None` for anything else, and whenever a
+/// value does not parse: the caller then parses the message with serde, which
+/// gives the same result or the error.
+fn canonical_inner(message: &str) -> Option<Result<Notification>> {
+    let mut at = 0;
+    let message_id = simple_string_after(message, &mut at, br#"{"message_id": "#)?;
+    let publisher_id = simple_string_after(message, &mut at, br#", "publisher_id": "#)?;
+    let event_type = simple_string_after(message, &mut at, br#", "event_type": "#)?;
+    let priority = simple_string_after(message, &mut at, br#", "priority": "#)?;
+    let payload = value_after(message, &mut at, br#", "payload": "#)?;
+    let timestamp = simple_string_after(message, &mut at, br#", "timestamp": "#)?;
+    let context = value_after(message, &mut at, br#", "_context": "#)?;
+    if &message.as_bytes()[at..] != b"}" {
+        return None;
+    }
+    Some(into_notification(WireRecord {
+        version: None,
+        message: None,
+        message_id: Some(message_id.to_owned()),
+        publisher_id: Some(publisher_id.to_owned()),
+        event_type: Some(event_type.to_owned()),
+        priority: Some(priority.to_owned()),
+        payload: Some(payload),
+        timestamp: Some(timestamp.to_owned()),
+        context: Some(context),
+    }))
+}
+
+/// `key` at `*at`, then a JSON string with no escapes in it: its contents.
+fn simple_string_after<'a>(message: &'a str, at: &mut usize, key: &[u8]) -> Option<&'a str> {
+    let bytes = message.as_bytes();
+    let start = *at + key.len() + 1;
+    if !bytes[*at..].starts_with(key) || bytes.get(start - 1) != Some(&b'"') {
+        return None;
+    }
+    let end = first_escape(bytes, start);
+    if bytes.get(end) != Some(&b'"') {
+        return None;
+    }
+    *at = end + 1;
+    // Both ends are ASCII quotes, so these are character boundaries.
+    message.get(start..end)
+}
+
+/// `key` at `*at`, then one JSON value.
+fn value_after(message: &str, at: &mut usize, key: &[u8]) -> Option<Value> {
+    if !message.as_bytes()[*at..].starts_with(key) {
+        return None;
+    }
+    let rest = message.get(*at + key.len()..)?;
+    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+    let value = values.next()?.ok()?;
+    // serde's recursion limit counts the message object too: leave values nested
+    // anywhere near it to serde, so that both paths accept exactly the same.
+    if nesting(&value, 0) >= 100 {
+        return None;
+    }
+    *at += key.len() + values.byte_offset();
+    Some(value)
+}
+
+/// How deeply arrays and objects nest in `value` (stops counting at 100).
+fn nesting(value: &Value, depth: usize) -> usize {
+    if depth >= 100 {
+        return depth;
+    }
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|v| nesting(v, depth + 1))
+            .max()
+            .unwrap_or(depth + 1),
+        Value::Object(map) => map
+            .values()
+            .map(|v| nesting(v, depth + 1))
+            .max()
+            .unwrap_or(depth + 1),
+        _ => depth,
+    }
 }
 
 pub(crate) fn check_version(version: &str) -> Result<()> {
@@ -529,6 +615,25 @@ mod tests {
             r#"{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"e\", \"priority\": \"info\", \"payload\": 1, \"zz\": \"\u00ff\"}"}"#.to_owned(),
         ] {
             cases.push(extra.into_bytes());
+        }
+        for depth in [98, 99, 100, 125, 126, 127, 128] {
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let mut n = sample();
+            n.payload = RawValue::from_string(deep.clone())
+                .unwrap_or_else(|_| RawValue::from_string("1".into()).unwrap());
+            cases.push(encode(&n).unwrap());
+            n.payload = RawValue::from_string("1".into()).unwrap();
+            n.context = Context::new();
+            let text = String::from_utf8(encode(&n).unwrap()).unwrap();
+            let nested = text
+                .replace(
+                    r#"\"_context\": {}"#,
+                    &format!(r#"\"_context\": {{\"d\": {deep}}}"#),
+                )
+                .into_bytes();
+            // The message object, the context and `depth` arrays: serde allows 127.
+            assert_eq!(decode_general(&nested).is_ok(), depth + 2 <= 127, "{depth}");
+            cases.push(nested);
         }
         let mut invalid_utf8 = good.clone();
         let at = invalid_utf8.len() - 6;
