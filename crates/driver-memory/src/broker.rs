@@ -118,6 +118,19 @@ impl MemoryBroker {
             items.push_back(entry);
             return Ok(());
         }
+        if pools.len() == 1 {
+            // One pool (the usual case): no list of guards to build.
+            if let Some(queue) = pools.values().next() {
+                let mut items = queue.lock();
+                if !queue.has_room(&items) {
+                    return Err(full());
+                }
+                items.push_back(entry);
+                drop(items);
+                queue.readable.notify_waiters();
+                return Ok(());
+            }
+        }
         // Lock every queue (in the map's order, so concurrent senders agree) before
         // pushing anything, so a full queue refuses the record for every pool.
         let mut guards: Vec<_> = pools.values().map(|q| (q, q.lock())).collect();

@@ -69,7 +69,32 @@ pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 
 /// Serialize a payload into a raw JSON value, ready for [`encode`].
 pub fn payload_to_raw<T: Serialize + ?Sized>(payload: &T) -> Result<Box<RawValue>> {
-    let text = to_python_json(payload)?;
+    thread_local! {
+        // Serializing into a growing Vec reallocates on the way for every payload;
+        // this buffer keeps its size, and the text is then copied out exactly once.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    const KEEP_AT_MOST: usize = 64 * 1024;
+    let text = SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let mut ser = serde_json::Serializer::with_formatter(&mut *buf, PythonFormatter);
+            let written = payload
+                .serialize(&mut ser)
+                .map_err(Error::from)
+                .and_then(|()| {
+                    String::from_utf8(buf.to_vec()).map_err(|e| {
+                        Error::new(crate::ErrorKind::Internal, "non-UTF-8 JSON").with_source(e)
+                    })
+                });
+            if buf.capacity() > KEEP_AT_MOST {
+                *buf = Vec::new();
+            }
+            written
+        }
+        // A payload whose serialization serializes another payload.
+        Err(_) => to_python_json(payload),
+    })?;
     RawValue::from_string(text).map_err(Error::from)
 }
 

@@ -120,7 +120,7 @@ pub fn format_timestamp(time: DateTime<Utc>) -> String {
         26
     };
     // Only ASCII digits and separators were written.
-    buf[..len].iter().map(|&b| char::from(b)).collect()
+    String::from_utf8(buf[..len].to_vec()).unwrap_or_default()
 }
 
 /// [`format_timestamp`] for years outside 0..=9999 (as `{:04}` writes them).

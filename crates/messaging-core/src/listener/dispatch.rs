@@ -59,7 +59,11 @@ enum Verdict {
     Requeue,
 }
 
-type Settled = Vec<(DeliveryTag, Verdict)>;
+/// What a dispatch decided: one record (no list to allocate) or a batch.
+enum Settled {
+    One(DeliveryTag, Verdict),
+    Many(Vec<(DeliveryTag, Verdict)>),
+}
 
 pub(crate) struct ListenerLoop {
     pub(crate) subscription: Box<dyn Subscription>,
@@ -129,7 +133,7 @@ async fn dispatch_batch(
     items: Vec<(DeliveryTag, Arc<Notification>)>,
     allow_requeue: bool,
     stats: Arc<ListenerStats>,
-) -> Settled {
+) -> Vec<(DeliveryTag, Verdict)> {
     let mut refused_tags = HashSet::new();
     let mut taken = HashSet::new();
     for ep in endpoints.iter() {
@@ -247,7 +251,7 @@ impl ListenerLoop {
                     self.stats.clone(),
                 );
                 let tag = record.tag;
-                inflight.push(Box::pin(fut.map(move |v| vec![(tag, v)])));
+                inflight.push(Box::pin(fut.map(move |v| Settled::One(tag, v))));
             }
             Dispatch::Batch { size, timeout, .. } => {
                 if batch.is_empty() {
@@ -297,12 +301,15 @@ impl ListenerLoop {
         }
         if let Dispatch::Batch { endpoints, .. } = &self.dispatch {
             let items = std::mem::take(batch);
-            inflight.push(Box::pin(dispatch_batch(
-                endpoints.clone(),
-                items,
-                self.settings.allow_requeue,
-                self.stats.clone(),
-            )));
+            inflight.push(Box::pin(
+                dispatch_batch(
+                    endpoints.clone(),
+                    items,
+                    self.settings.allow_requeue,
+                    self.stats.clone(),
+                )
+                .map(Settled::Many),
+            ));
         }
     }
 
@@ -312,7 +319,15 @@ impl ListenerLoop {
         acks: &mut Vec<DeliveryTag>,
         requeues: &mut Vec<DeliveryTag>,
     ) {
-        for (tag, verdict) in settled {
+        let mut one = None;
+        let many = match settled {
+            Settled::One(tag, verdict) => {
+                one = Some((tag, verdict));
+                Vec::new()
+            }
+            Settled::Many(items) => items,
+        };
+        for (tag, verdict) in one.into_iter().chain(many) {
             match verdict {
                 Verdict::Ack => {
                     self.stats.handled.fetch_add(1, Ordering::Relaxed);
