@@ -206,7 +206,7 @@ impl ListenerLoop {
                     Ok(records) => {
                         backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
                         for record in records {
-                            self.accept(record, &mut acks, &mut batch, &mut batch_deadline, &mut inflight).await;
+                            self.accept(record, &mut acks, &mut requeues, &mut batch, &mut batch_deadline, &mut inflight).await;
                         }
                     }
                     Err(e) if e.kind() == &ErrorKind::Closed => {
@@ -229,6 +229,7 @@ impl ListenerLoop {
         &self,
         record: ReceivedRecord,
         acks: &mut Vec<DeliveryTag>,
+        requeues: &mut Vec<DeliveryTag>,
         batch: &mut Vec<(DeliveryTag, Arc<Notification>)>,
         batch_deadline: &mut Option<Instant>,
         inflight: &mut FuturesUnordered<BoxFuture<'static, Settled>>,
@@ -251,7 +252,14 @@ impl ListenerLoop {
                     self.stats.clone(),
                 );
                 let tag = record.tag;
-                inflight.push(Box::pin(fut.map(move |v| Settled::One(tag, v))));
+                let mut fut: BoxFuture<'static, Settled> =
+                    Box::pin(fut.map(move |v| Settled::One(tag, v)));
+                // Most handlers finish without waiting: settle those at once, and
+                // only keep the others (which are polled again from `inflight`).
+                match futures::poll!(fut.as_mut()) {
+                    std::task::Poll::Ready(settled) => self.settle(settled, acks, requeues),
+                    std::task::Poll::Pending => inflight.push(fut),
+                }
             }
             Dispatch::Batch { size, timeout, .. } => {
                 if batch.is_empty() {
