@@ -269,8 +269,8 @@ struct WireRecord<'a> {
     publisher_id: Option<String>,
     #[serde(default)]
     event_type: Option<String>,
-    #[serde(default)]
-    priority: Option<String>,
+    #[serde(borrow, default)]
+    priority: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "present")]
     payload: Option<Value>,
     #[serde(default)]
@@ -397,7 +397,7 @@ fn canonical_inner(message: &str) -> Option<Result<Notification>> {
         message_id: Some(message_id.to_owned()),
         publisher_id: Some(publisher_id.to_owned()),
         event_type: Some(event_type.to_owned()),
-        priority: Some(priority.to_owned()),
+        priority: Some(Cow::Borrowed(priority)),
         payload: Some(payload),
         timestamp: Some(timestamp.to_owned()),
         context: Some(context),
@@ -405,10 +405,14 @@ fn canonical_inner(message: &str) -> Option<Result<Notification>> {
 }
 
 /// `key` at `*at`, then a JSON string with no escapes in it: its contents.
-fn simple_string_after<'a>(message: &'a str, at: &mut usize, key: &[u8]) -> Option<&'a str> {
+fn simple_string_after<'a, const N: usize>(
+    message: &'a str,
+    at: &mut usize,
+    key: &[u8; N],
+) -> Option<&'a str> {
     let bytes = message.as_bytes();
     let start = *at + key.len() + 1;
-    if !bytes[*at..].starts_with(key) || bytes.get(start - 1) != Some(&b'"') {
+    if bytes.get(*at..*at + N) != Some(key.as_slice()) || bytes.get(start - 1) != Some(&b'"') {
         return None;
     }
     let end = first_escape(bytes, start);
@@ -421,8 +425,8 @@ fn simple_string_after<'a>(message: &'a str, at: &mut usize, key: &[u8]) -> Opti
 }
 
 /// `key` at `*at`, then one JSON value.
-fn value_after(message: &str, at: &mut usize, key: &[u8]) -> Option<Value> {
-    if !message.as_bytes()[*at..].starts_with(key) {
+fn value_after<const N: usize>(message: &str, at: &mut usize, key: &[u8; N]) -> Option<Value> {
+    if message.as_bytes().get(*at..*at + N) != Some(key.as_slice()) {
         return None;
     }
     let rest = message.get(*at + key.len()..)?;

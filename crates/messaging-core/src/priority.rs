@@ -74,14 +74,16 @@ impl FromStr for Priority {
 
     /// Case-insensitive; `warning` is accepted for `warn`.
     fn from_str(s: &str) -> Result<Self, Error> {
-        let p = match s.to_ascii_lowercase().as_str() {
-            "audit" => Priority::Audit,
-            "debug" => Priority::Debug,
-            "info" => Priority::Info,
-            "warn" | "warning" => Priority::Warn,
-            "error" => Priority::Error,
-            "critical" => Priority::Critical,
-            "sample" => Priority::Sample,
+        // Compared in place: this runs for every received notification.
+        let is = |name: &str| s.eq_ignore_ascii_case(name);
+        let p = match () {
+            _ if is("audit") => Priority::Audit,
+            _ if is("debug") => Priority::Debug,
+            _ if is("info") => Priority::Info,
+            _ if is("warn") || is("warning") => Priority::Warn,
+            _ if is("error") => Priority::Error,
+            _ if is("critical") => Priority::Critical,
+            _ if is("sample") => Priority::Sample,
             _ => {
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
@@ -106,6 +108,9 @@ mod tests {
             assert_eq!(p.as_wire().parse::<Priority>().unwrap(), p);
         }
         assert_eq!("WARNING".parse::<Priority>().unwrap(), Priority::Warn);
+        assert_eq!("iNfO".parse::<Priority>().unwrap(), Priority::Info);
         assert!("loud".parse::<Priority>().is_err());
+        assert!("infoo".parse::<Priority>().is_err());
+        assert!("İnfo".parse::<Priority>().is_err());
     }
 }
