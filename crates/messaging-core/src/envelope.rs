@@ -281,6 +281,9 @@ struct WireRecord<'a> {
 
 /// Decode one record value (v2 envelope or bare v1 message).
 pub fn decode(body: &[u8]) -> Result<Notification> {
+    if let Some(decoded) = canonical_contents(body).and_then(canonical_direct) {
+        return decoded;
+    }
     if let Some(message) = canonical_message(body) {
         if let Some(decoded) = canonical_inner(&message) {
             return decoded;
@@ -321,7 +324,19 @@ fn decode_general(body: &[u8]) -> Result<Notification> {
 /// (other spacing or key order, `\\u` escapes, anything malformed), which then
 /// gives the same result or the same error as always.
 fn canonical_message(body: &[u8]) -> Option<String> {
-    let contents = body.strip_prefix(OUTER_PREFIX)?.strip_suffix(b"\"}")?;
+    unescape_contents(canonical_contents(body)?)
+}
+
+/// The still escaped contents of `oslo.message` in a record laid out as [`encode`]
+/// writes it.
+fn canonical_contents(body: &[u8]) -> Option<&[u8]> {
+    body.strip_prefix(OUTER_PREFIX)?.strip_suffix(b"\"}")
+}
+
+/// The text a JSON string with these contents stands for, when it uses only the
+/// short escapes (`None` otherwise, or when the contents are not valid UTF-8 or
+/// have an unescaped quote or control character).
+fn unescape_contents(contents: &[u8]) -> Option<String> {
     let len = contents.len();
     // Eight bytes of slack: words are copied whole and the tail overwritten later.
     let mut out = vec![0u8; len + 8];
@@ -402,6 +417,62 @@ fn canonical_inner(message: &str) -> Option<Result<Notification>> {
         timestamp: Some(timestamp.to_owned()),
         context: Some(context),
     }))
+}
+
+/// [`canonical_inner`] of the escaped `oslo.message` contents, reading the
+/// fields before the payload in place and unescaping only from the payload on
+/// (what `canonical_inner(unescape_contents(contents))` gives, or `None`).
+fn canonical_direct(contents: &[u8]) -> Option<Result<Notification>> {
+    let mut at = 0;
+    let message_id = escaped_simple_string_after(contents, &mut at, br#"{\"message_id\": \""#)?;
+    let publisher_id =
+        escaped_simple_string_after(contents, &mut at, br#", \"publisher_id\": \""#)?;
+    let event_type = escaped_simple_string_after(contents, &mut at, br#", \"event_type\": \""#)?;
+    let priority = escaped_simple_string_after(contents, &mut at, br#", \"priority\": \""#)?;
+    const PAYLOAD: &[u8] = br#", \"payload\": "#;
+    if contents.get(at..at + PAYLOAD.len()) != Some(PAYLOAD) {
+        return None;
+    }
+    // Split after a whole escape sequence, so unescaping the rest alone is exact.
+    let rest = unescape_contents(&contents[at + PAYLOAD.len()..])?;
+    let mut at = 0;
+    let payload = value_after(&rest, &mut at, b"")?;
+    let timestamp = simple_string_after(&rest, &mut at, br#", "timestamp": "#)?;
+    let context = value_after(&rest, &mut at, br#", "_context": "#)?;
+    if &rest.as_bytes()[at..] != b"}" {
+        return None;
+    }
+    Some(into_notification(WireRecord {
+        version: None,
+        message: None,
+        message_id: Some(message_id.to_owned()),
+        publisher_id: Some(publisher_id.to_owned()),
+        event_type: Some(event_type.to_owned()),
+        priority: Some(Cow::Borrowed(priority)),
+        payload: Some(payload),
+        timestamp: Some(timestamp.to_owned()),
+        context: Some(context),
+    }))
+}
+
+/// `key` at `*at` in escaped contents, then the rest of a string that needed no
+/// escaping at either level, up to its escaped closing quote: its text.
+fn escaped_simple_string_after<'a, const N: usize>(
+    contents: &'a [u8],
+    at: &mut usize,
+    key: &[u8; N],
+) -> Option<&'a str> {
+    if contents.get(*at..*at + N) != Some(key.as_slice()) {
+        return None;
+    }
+    let start = *at + N;
+    let end = first_escape(contents, start);
+    if contents.get(end..end + 2) != Some(b"\\\"".as_slice()) {
+        return None;
+    }
+    let text = std::str::from_utf8(&contents[start..end]).ok()?;
+    *at = end + 2;
+    Some(text)
 }
 
 /// `key` at `*at`, then a JSON string with no escapes in it: its contents.
@@ -549,6 +620,16 @@ mod tests {
     }
 
     fn same_outcome(body: &[u8]) {
+        // The in-place reading agrees with unescaping everything first.
+        if let Some(direct) = canonical_contents(body).and_then(canonical_direct) {
+            let message = canonical_message(body).expect("direct implies canonical");
+            let whole = canonical_inner(&message).expect("direct implies canonical_inner");
+            match (&direct, &whole) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                _ => panic!("direct {direct:?} vs whole {whole:?}"),
+            }
+        }
         let fast = decode(body);
         let general = decode_general(body);
         match (&fast, &general) {
@@ -672,6 +753,10 @@ mod tests {
             same_outcome(case);
         }
         assert!(canonical_message(&good).is_some());
+        assert!(matches!(
+            canonical_contents(&good).and_then(canonical_direct),
+            Some(Ok(_))
+        ));
     }
 
     proptest::proptest! {
