@@ -101,18 +101,21 @@ pub fn format_timestamp(time: DateTime<Utc>) -> String {
             value /= 10;
         }
     }
-    let year = time.year();
+    // Fields of the naive time: `DateTime`'s own accessors apply the (zero)
+    // offset again on every call.
+    let naive = time.naive_utc();
+    let year = naive.year();
     if !(0..=9999).contains(&year) {
         return format_timestamp_slow(time);
     }
     let mut buf = *b"0000-00-00 00:00:00.000000";
     digits(&mut buf[0..4], year as u32);
-    digits(&mut buf[5..7], time.month());
-    digits(&mut buf[8..10], time.day());
-    digits(&mut buf[11..13], time.hour());
-    digits(&mut buf[14..16], time.minute());
-    digits(&mut buf[17..19], time.second());
-    let micros = (time.nanosecond() % 1_000_000_000) / 1000;
+    digits(&mut buf[5..7], naive.month());
+    digits(&mut buf[8..10], naive.day());
+    digits(&mut buf[11..13], naive.hour());
+    digits(&mut buf[14..16], naive.minute());
+    digits(&mut buf[17..19], naive.second());
+    let micros = (naive.nanosecond() % 1_000_000_000) / 1000;
     let len = if micros == 0 {
         19
     } else {
