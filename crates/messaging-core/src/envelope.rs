@@ -501,6 +501,11 @@ fn value_after<const N: usize>(message: &str, at: &mut usize, key: &[u8; N]) -> 
         return None;
     }
     let rest = message.get(*at + key.len()..)?;
+    if rest.starts_with("{}") {
+        // The usual context: nothing to hand to serde.
+        *at += key.len() + 2;
+        return Some(Value::Object(serde_json::Map::new()));
+    }
     let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
     let value = values.next()?.ok()?;
     // serde's recursion limit counts the message object too: leave values nested
