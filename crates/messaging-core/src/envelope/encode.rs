@@ -1,0 +1,164 @@
+//! Encoding: the v2 envelope written in one pass, escaped once.
+
+#[cfg(test)]
+use serde::Serialize;
+#[cfg(test)]
+use serde_json::value::RawValue;
+
+use super::*;
+use crate::error::Result;
+#[cfg(test)]
+use crate::notification::Context;
+use crate::notification::OutgoingNotification;
+
+/// The inner message as serde would write it (the tests' reference for [`encode`]).
+#[cfg(test)]
+#[derive(Serialize)]
+pub(super) struct WireMessage<'a> {
+    pub(super) message_id: &'a str,
+    pub(super) publisher_id: &'a str,
+    pub(super) event_type: &'a str,
+    pub(super) priority: &'a str,
+    pub(super) payload: &'a RawValue,
+    pub(super) timestamp: &'a str,
+    pub(super) _context: &'a Context,
+}
+
+/// Encode a notification as one record value in the v2 envelope.
+///
+/// The inner message is written straight into the outer string, escaped on the
+/// way, without building it first: the result is byte for byte what serializing
+/// the message with Python's separators and then writing that text as a JSON
+/// string gives (see the tests, which compare against exactly that).
+pub fn encode(n: &OutgoingNotification) -> Result<Vec<u8>> {
+    let payload = n.payload.get().as_bytes();
+    let mut out = Vec::with_capacity(
+        OUTER_PREFIX.len()
+            + payload.len()
+            + payload.len() / 4
+            + n.message_id.len()
+            + n.publisher_id.len()
+            + n.event_type.len()
+            + n.timestamp.len()
+            + 200,
+    );
+    out.extend_from_slice(OUTER_PREFIX);
+    out.extend_from_slice(br#"{\"message_id\": "#);
+    write_string_twice_escaped(&mut out, &n.message_id)?;
+    out.extend_from_slice(br#", \"publisher_id\": "#);
+    write_string_twice_escaped(&mut out, &n.publisher_id)?;
+    out.extend_from_slice(br#", \"event_type\": "#);
+    write_string_twice_escaped(&mut out, &n.event_type)?;
+    out.extend_from_slice(br#", \"priority\": "#);
+    write_string_twice_escaped(&mut out, n.priority.as_wire())?;
+    out.extend_from_slice(br#", \"payload\": "#);
+    escape_str_contents(&mut out, payload);
+    out.extend_from_slice(br#", \"timestamp\": "#);
+    write_string_twice_escaped(&mut out, &n.timestamp)?;
+    out.extend_from_slice(br#", \"_context\": "#);
+    if n.context.is_empty() {
+        out.extend_from_slice(b"{}");
+    } else {
+        escape_str_contents(&mut out, to_python_json(&n.context)?.as_bytes());
+    }
+    out.extend_from_slice(b"}\"}");
+    Ok(out)
+}
+
+/// The start of every record this crate writes, up to the opening quote of `oslo.message`.
+pub(super) const OUTER_PREFIX: &[u8] = br#"{"oslo.version": "2.0", "oslo.message": ""#;
+
+/// Write `s` as a JSON string (quotes included), itself escaped as the contents
+/// of another JSON string: what a string field of the inner message becomes.
+pub(super) fn write_string_twice_escaped(out: &mut Vec<u8>, s: &str) -> Result<()> {
+    if first_escape(s.as_bytes(), 0) == s.len() {
+        // Nothing to escape at either level: `\"text\"`.
+        out.extend_from_slice(b"\\\"");
+        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(b"\\\"");
+        return Ok(());
+    }
+    let once = serde_json::to_string(s)?;
+    escape_str_contents(out, once.as_bytes());
+    Ok(())
+}
+
+/// The SWAR constant 0x0101..01.
+pub(super) const ONES: u64 = u64::MAX / 255;
+/// The high bit of every byte.
+pub(super) const HIGHS: u64 = ONES << 7;
+
+/// The high bit set in bytes of `chunk` that are `"`, `\\` or below 0x20 (what a
+/// JSON string must escape); 0 when there are none. The lowest flagged byte is
+/// always a real one; bytes above it may be flagged wrongly.
+#[inline(always)]
+pub(super) fn escape_mask(chunk: u64) -> u64 {
+    let ctrl = chunk.wrapping_sub(ONES * 0x20) & !chunk;
+    let q = chunk ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = chunk ^ (ONES * u64::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (ctrl | quote | backslash) & HIGHS
+}
+
+/// Whether any byte of `chunk` is one a JSON string must escape.
+#[inline(always)]
+pub(super) fn chunk_needs_escape(chunk: u64) -> bool {
+    escape_mask(chunk) != 0
+}
+
+#[inline(always)]
+pub(super) fn byte_needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The index of the first byte at or after `from` that a JSON string must escape
+/// (`bytes.len()` when none).
+#[inline]
+pub(super) fn first_escape(bytes: &[u8], mut from: usize) -> usize {
+    while from + 8 <= bytes.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[from..from + 8]);
+        if chunk_needs_escape(u64::from_le_bytes(word)) {
+            break;
+        }
+        from += 8;
+    }
+    while from < bytes.len() && !byte_needs_escape(bytes[from]) {
+        from += 1;
+    }
+    from
+}
+
+/// Append `text` escaped as the contents of a JSON string, exactly as serde_json
+/// escapes a `str` (`\\"`, `\\\\`, the short escapes, `\\u00XX` for other control
+/// characters; everything else, UTF-8 included, as is).
+pub(super) fn escape_str_contents(out: &mut Vec<u8>, text: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 0;
+    loop {
+        let i = first_escape(text, start);
+        out.extend_from_slice(&text[start..i]);
+        let Some(&b) = text.get(i) else {
+            return;
+        };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
+        start = i + 1;
+    }
+}

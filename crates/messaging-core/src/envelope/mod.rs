@@ -1,0 +1,105 @@
+//! The wire format: oslo.messaging's v2 envelope.
+//!
+//! A record's value is a JSON object with exactly two keys, `oslo.version` (`"2.0"`)
+//! and `oslo.message`, a JSON *string* holding the message object. Encoding writes
+//! Python's separators (`", "`, `": "`) so that records are byte-for-byte what
+//! oslo.messaging writes (except that non-ASCII characters are written as UTF-8,
+//! which every JSON reader accepts). Decoding accepts any spacing, the v2 envelope,
+//! and a bare (v1) message object; another major version or a version newer than
+//! 2.0 is a [`crate::ErrorKind::Decode`] error.
+
+use std::io::Write;
+
+use serde::Serialize;
+use serde_json::ser::Formatter;
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+
+mod decode;
+mod encode;
+mod fast_decode;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use decode::check_version;
+pub use decode::decode;
+pub use encode::encode;
+
+/// The envelope version this crate writes.
+pub const ENVELOPE_VERSION: &str = "2.0";
+
+/// A serde_json formatter that writes Python's `json.dumps` separators.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PythonFormatter;
+
+impl Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+}
+
+/// Serialize any value to JSON text with Python's separators.
+pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    let mut out = Vec::with_capacity(128);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    value.serialize(&mut ser)?;
+    // serde_json only ever writes valid UTF-8.
+    String::from_utf8(out)
+        .map_err(|e| Error::new(crate::ErrorKind::Internal, "non-UTF-8 JSON").with_source(e))
+}
+
+/// Serialize a payload into a raw JSON value, ready for [`encode`].
+pub fn payload_to_raw<T: Serialize + ?Sized>(payload: &T) -> Result<Box<RawValue>> {
+    thread_local! {
+        // Serializing into a growing Vec reallocates on the way for every payload;
+        // this buffer keeps its size, and the text is then copied out exactly once.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    const KEEP_AT_MOST: usize = 64 * 1024;
+    let text = SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let mut ser = serde_json::Serializer::with_formatter(&mut *buf, PythonFormatter);
+            let written = payload
+                .serialize(&mut ser)
+                .map_err(Error::from)
+                .and_then(|()| {
+                    String::from_utf8(buf.to_vec()).map_err(|e| {
+                        Error::new(crate::ErrorKind::Internal, "non-UTF-8 JSON").with_source(e)
+                    })
+                });
+            if buf.capacity() > KEEP_AT_MOST {
+                *buf = Vec::new();
+            }
+            written
+        }
+        // A payload whose serialization serializes another payload.
+        Err(_) => to_python_json(payload),
+    })?;
+    RawValue::from_string(text).map_err(Error::from)
+}

@@ -1,0 +1,264 @@
+//! Encoding and decoding against references.
+
+use super::decode::*;
+use super::encode::*;
+use super::fast_decode::*;
+use super::*;
+use crate::notification::{Context, OutgoingNotification};
+use crate::priority::Priority;
+use crate::ErrorKind;
+use serde_json::Value;
+
+fn sample() -> OutgoingNotification {
+    OutgoingNotification {
+        message_id: "6f1c0000-0000-4000-8000-000000000001".into(),
+        publisher_id: "compute.host1".into(),
+        event_type: "compute.instance.create.end".into(),
+        priority: Priority::Info,
+        payload: payload_to_raw(&serde_json::json!({"instance_id": "abc"})).unwrap(),
+        timestamp: "2026-05-01 12:00:00.123456".into(),
+        context: Context::new(),
+    }
+}
+
+#[test]
+fn encodes_exactly_like_oslo() {
+    let encoded = String::from_utf8(encode(&sample()).unwrap()).unwrap();
+    let expected = r#"{"oslo.version": "2.0", "oslo.message": "{\"message_id\": \"6f1c0000-0000-4000-8000-000000000001\", \"publisher_id\": \"compute.host1\", \"event_type\": \"compute.instance.create.end\", \"priority\": \"INFO\", \"payload\": {\"instance_id\": \"abc\"}, \"timestamp\": \"2026-05-01 12:00:00.123456\", \"_context\": {}}"}"#;
+    assert_eq!(encoded, expected);
+}
+
+/// The encoder before it wrote the inner message straight into the outer string.
+fn reference_encode(n: &OutgoingNotification) -> Vec<u8> {
+    let message = WireMessage {
+        message_id: &n.message_id,
+        publisher_id: &n.publisher_id,
+        event_type: &n.event_type,
+        priority: n.priority.as_wire(),
+        payload: &n.payload,
+        timestamp: &n.timestamp,
+        _context: &n.context,
+    };
+    let inner = to_python_json(&message).unwrap();
+    let mut out = b"{\"oslo.version\": \"2.0\", \"oslo.message\": ".to_vec();
+    serde_json::to_writer(&mut out, inner.as_str()).unwrap();
+    out.push(b'}');
+    out
+}
+
+fn same_outcome(body: &[u8]) {
+    // The in-place reading agrees with unescaping everything first.
+    if let Some(direct) = canonical_contents(body).and_then(canonical_direct) {
+        let message = canonical_message(body).expect("direct implies canonical");
+        let whole = canonical_inner(&message).expect("direct implies canonical_inner");
+        match (&direct, &whole) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            _ => panic!("direct {direct:?} vs whole {whole:?}"),
+        }
+    }
+    let fast = decode(body);
+    let general = decode_general(body);
+    match (&fast, &general) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => {
+            assert_eq!(a.kind(), b.kind());
+            assert_eq!(a.to_string(), b.to_string());
+        }
+        _ => panic!(
+            "fast {fast:?} vs general {general:?} for {}",
+            String::from_utf8_lossy(body)
+        ),
+    }
+}
+
+const AWKWARD: &[&str] = &[
+    "",
+    "plain",
+    "quote\" and back\\slash",
+    "\\\\\"\"",
+    "ctl \u{0}\u{1}\u{7}\u{8}\u{b}\u{c}\u{1f}\u{7f} \n\r\t end",
+    "é ü 日本 🎉",
+    "/ slash \\/ \\u00e9",
+    "exactly8",
+    "sixteen bytes!!!",
+    "0123456\"",
+];
+
+#[test]
+fn encodes_like_the_two_step_reference() {
+    for (i, text) in AWKWARD.iter().enumerate() {
+        let mut n = sample();
+        n.message_id = (*text).into();
+        n.publisher_id = format!("{text}{i}");
+        n.event_type = text.repeat(i);
+        n.timestamp = text.chars().rev().collect();
+        n.payload = payload_to_raw(&serde_json::json!({"s": text, "n": [i, 1.5, null]})).unwrap();
+        if i % 2 == 0 {
+            n.context.insert((*text).into(), Value::from(*text));
+            n.context
+                .insert("nested".into(), serde_json::json!({"k": [text]}));
+        }
+        let encoded = encode(&n).unwrap();
+        assert_eq!(
+            String::from_utf8(encoded.clone()).unwrap(),
+            String::from_utf8(reference_encode(&n)).unwrap()
+        );
+        same_outcome(&encoded);
+        let back = decode(&encoded).unwrap();
+        assert_eq!(back.metadata.message_id, n.message_id);
+        assert_eq!(back.payload, n.payload_value());
+    }
+    // A raw payload with whitespace (tabs and newlines) of its own.
+    let mut n = sample();
+    n.payload = RawValue::from_string("{\n\t\"a\" :\r [1 , 2]\n}".into()).unwrap();
+    assert_eq!(encode(&n).unwrap(), reference_encode(&n));
+    same_outcome(&encode(&n).unwrap());
+}
+
+#[test]
+fn fast_decode_agrees_with_the_general_path() {
+    let good = encode(&sample()).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap();
+    let mut cases: Vec<Vec<u8>> = vec![good.clone()];
+    // Every truncation and a few corruptions of a good record.
+    for cut in 0..good.len() {
+        cases.push(good[..cut].to_vec());
+        let mut bad = good.clone();
+        bad[cut] = b'"';
+        cases.push(bad.clone());
+        bad[cut] = b'\\';
+        cases.push(bad.clone());
+        bad[cut] = b'\n';
+        cases.push(bad.clone());
+        bad[cut] = 0xff;
+        cases.push(bad);
+    }
+    for extra in [
+        text.replace("\\\"payload\\\"", "\\u0022payload\\\""),
+        text.replace(", \\\"_context\\\": {}", ", \\\"_context\\\": {}, \\\"x\\\": \\\"\\\\u00e9\\t\\\""),
+        text.replace("\"oslo.message\": \"{", "\"oslo.message\": \"{\\\"message_id\\\": 1, "),
+        format!("{text} "),
+        format!("{text}}}"),
+        text.replace("}\"}", "}\\\"}"),
+        text.replace("}\"}", "} \"}"),
+        text.replace("}\"}", "}\\\\\"}"),
+        text.replace("\\\"timestamp\\\"", "\\\"\\/timestamp\\\""),
+        r#"{"oslo.version": "2.0", "oslo.message": ""}"#.to_owned(),
+        r#"{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"e\", \"priority\": \"info\", \"payload\": \"\\\" \\\\ \\/ \\b\\f\\n\\r\\t\"}"}"#.to_owned(),
+        r#"{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"e\", \"priority\": \"info\", \"payload\": 1, \"payload\": 2}"}"#.to_owned(),
+        r#"{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"e\", \"priority\": \"info\", \"payload\": 1, \"_context\": []}"}"#.to_owned(),
+        r#"{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"e\", \"priority\": \"info\", \"payload\": 1, \"zz\": \"\u00ff\"}"}"#.to_owned(),
+    ] {
+        cases.push(extra.into_bytes());
+    }
+    for depth in [98, 99, 100, 125, 126, 127, 128] {
+        let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let mut n = sample();
+        n.payload = RawValue::from_string(deep.clone())
+            .unwrap_or_else(|_| RawValue::from_string("1".into()).unwrap());
+        cases.push(encode(&n).unwrap());
+        n.payload = RawValue::from_string("1".into()).unwrap();
+        n.context = Context::new();
+        let text = String::from_utf8(encode(&n).unwrap()).unwrap();
+        let nested = text
+            .replace(
+                r#"\"_context\": {}"#,
+                &format!(r#"\"_context\": {{\"d\": {deep}}}"#),
+            )
+            .into_bytes();
+        // The message object, the context and `depth` arrays: serde allows 127.
+        assert_eq!(decode_general(&nested).is_ok(), depth + 2 <= 127, "{depth}");
+        cases.push(nested);
+    }
+    let mut invalid_utf8 = good.clone();
+    let at = invalid_utf8.len() - 6;
+    invalid_utf8.splice(at..at, [0xc3, b'(']);
+    cases.push(invalid_utf8);
+    for case in &cases {
+        same_outcome(case);
+    }
+    assert!(canonical_message(&good).is_some());
+    assert!(matches!(
+        canonical_contents(&good).and_then(canonical_direct),
+        Some(Ok(_))
+    ));
+}
+
+proptest::proptest! {
+    #[test]
+    fn encode_and_fast_decode_match_the_references(
+        id in "\\PC*",
+        event in "[\\x00-\\x7f]{0,40}",
+        text in proptest::collection::vec(proptest::prelude::any::<char>(), 0..80),
+        mangle in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 0..3),
+    ) {
+        let text: String = text.into_iter().collect();
+        let mut n = sample();
+        n.message_id = id;
+        n.event_type = event;
+        n.payload = payload_to_raw(&serde_json::json!({"t": text, "e": n.event_type})).unwrap();
+        n.context.insert("k".into(), Value::from(text.clone()));
+        let encoded = encode(&n).unwrap();
+        proptest::prop_assert_eq!(&encoded, &reference_encode(&n));
+        let back = decode(&encoded).unwrap();
+        proptest::prop_assert_eq!(&back.metadata.message_id, &n.message_id);
+        proptest::prop_assert_eq!(&back.payload, &n.payload_value());
+        let mut bad = encoded;
+        for (at, byte) in mangle {
+            let at = at % bad.len();
+            bad[at] = byte;
+        }
+        same_outcome(&bad);
+    }
+}
+
+#[test]
+fn round_trips() {
+    let mut n = sample();
+    n.payload =
+        payload_to_raw(&serde_json::json!({"x": [1, 2.5, null, "é\"\\\n"], "y": null})).unwrap();
+    n.context.insert("user".into(), "u".into());
+    let back = decode(&encode(&n).unwrap()).unwrap();
+    assert_eq!(back.payload, n.payload_value());
+    assert_eq!(back.metadata.message_id, n.message_id);
+    assert_eq!(back.priority, Priority::Info);
+    assert_eq!(back.context.get("user"), Some(&Value::from("u")));
+}
+
+#[test]
+fn accepts_v1_and_any_spacing_and_null_payload() {
+    let v1 = br#"{"message_id":"m","publisher_id":"p","event_type":"e","priority":"warn","payload":null,"timestamp":"t"}"#;
+    let n = decode(v1).unwrap();
+    assert_eq!(n.payload, Value::Null);
+    assert_eq!(n.priority, Priority::Warn);
+    assert!(n.context.is_empty());
+    let compact = br#"{"oslo.version":"2.0","oslo.message":"{\"event_type\":\"e\",\"priority\":\"SAMPLE\",\"payload\":[1],\"_context\":{\"a\":1}}"}"#;
+    assert_eq!(decode(compact).unwrap().priority, Priority::Sample);
+}
+
+#[test]
+fn rejects_foreign_records_with_typed_errors() {
+    let cases: &[&[u8]] = &[
+        b"not json",
+        b"[1,2]",
+        br#"{"oslo.version": "3.0", "oslo.message": "{}"}"#,
+        br#"{"oslo.version": "2.1", "oslo.message": "{}"}"#,
+        br#"{"oslo.version": "1.0", "oslo.message": "{}"}"#,
+        br#"{"oslo.version": "2.0", "oslo.message": "not json"}"#,
+        br#"{"oslo.version": "2.0"}"#,
+        br#"{"hello": "world"}"#,
+        br#"{"event_type":"e","priority":"LOUD","payload":1}"#,
+    ];
+    for case in cases {
+        let err = decode(case).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            &ErrorKind::Decode,
+            "{}",
+            String::from_utf8_lossy(case)
+        );
+    }
+    let newer = decode(br#"{"oslo.version": "2.1", "oslo.message": "{}"}"#).unwrap_err();
+    assert!(newer.to_string().contains("newer"));
+}
