@@ -81,6 +81,24 @@ pub(super) fn unescape_contents(contents: &[u8]) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Build the notification from the fields read in place
+/// (`[message_id, publisher_id, event_type, priority, timestamp]`), with the checks
+/// of the serde path.
+fn fields_to_notification(text: [&str; 5], payload: Value, context: Value) -> Result<Notification> {
+    let [message_id, publisher_id, event_type, priority, timestamp] = text;
+    into_notification(WireRecord {
+        version: None,
+        message: None,
+        message_id: Some(message_id.to_owned()),
+        publisher_id: Some(publisher_id.to_owned()),
+        event_type: Some(event_type.to_owned()),
+        priority: Some(Cow::Borrowed(priority)),
+        payload: Some(payload),
+        timestamp: Some(timestamp.to_owned()),
+        context: Some(context),
+    })
+}
+
 /// The notification in an inner message laid out exactly as [`encode`] writes it
 /// (keys in that order, Python's separators, strings without escapes), read
 /// without serde's per-key machinery. `None` for anything else, and whenever a
@@ -98,17 +116,11 @@ pub(super) fn canonical_inner(message: &str) -> Option<Result<Notification>> {
     if &message.as_bytes()[at..] != b"}" {
         return None;
     }
-    Some(into_notification(WireRecord {
-        version: None,
-        message: None,
-        message_id: Some(message_id.to_owned()),
-        publisher_id: Some(publisher_id.to_owned()),
-        event_type: Some(event_type.to_owned()),
-        priority: Some(Cow::Borrowed(priority)),
-        payload: Some(payload),
-        timestamp: Some(timestamp.to_owned()),
-        context: Some(context),
-    }))
+    Some(fields_to_notification(
+        [message_id, publisher_id, event_type, priority, timestamp],
+        payload,
+        context,
+    ))
 }
 
 /// [`canonical_inner`] of the escaped `oslo.message` contents, reading the
@@ -134,17 +146,11 @@ pub(super) fn canonical_direct(contents: &[u8]) -> Option<Result<Notification>> 
     if &rest.as_bytes()[at..] != b"}" {
         return None;
     }
-    Some(into_notification(WireRecord {
-        version: None,
-        message: None,
-        message_id: Some(message_id.to_owned()),
-        publisher_id: Some(publisher_id.to_owned()),
-        event_type: Some(event_type.to_owned()),
-        priority: Some(Cow::Borrowed(priority)),
-        payload: Some(payload),
-        timestamp: Some(timestamp.to_owned()),
-        context: Some(context),
-    }))
+    Some(fields_to_notification(
+        [message_id, publisher_id, event_type, priority, timestamp],
+        payload,
+        context,
+    ))
 }
 
 /// `key` at `*at` in escaped contents, then the rest of a string that needed no
