@@ -38,6 +38,22 @@ fn counting(name: &str, hits: Arc<AtomicUsize>) -> RpcEndpoint {
     })
 }
 
+/// `n` servers `s0`, `s1`... on `topic`, each counting its calls of `hit`.
+async fn counting_servers(
+    t: &Transport,
+    topic: &str,
+    n: usize,
+) -> (Vec<RpcServer>, Vec<Arc<AtomicUsize>>) {
+    let hits: Vec<Arc<AtomicUsize>> = (0..n).map(|_| Arc::default()).collect();
+    let mut servers = Vec::new();
+    for (i, hit) in hits.iter().enumerate() {
+        let name = format!("s{i}");
+        let target = Target::new(topic).with_server(&name);
+        servers.push(start(t, target, counting(&name, hit.clone())).await);
+    }
+    (servers, hits)
+}
+
 async fn start(t: &Transport, target: Target, endpoint: RpcEndpoint) -> RpcServer {
     let server = RpcServer::builder(t, target)
         .endpoint(endpoint)
@@ -140,13 +156,7 @@ pub async fn rpc_cast(h: Harness) {
         return;
     }
     let topic = unique("rpc-cast");
-    let hits: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::default()).collect();
-    let mut servers = Vec::new();
-    for (i, hit) in hits.iter().enumerate() {
-        let name = format!("s{i}");
-        let target = Target::new(&topic).with_server(&name);
-        servers.push(start(&t, target, counting(&name, hit.clone())).await);
-    }
+    let (servers, hits) = counting_servers(&t, &topic, 2).await;
     let total = || hits.iter().map(|h| h.load(Ordering::SeqCst)).sum::<usize>();
     let client = RpcClient::new(&t, Target::new(&topic)).with_timeout(h.patience());
     for _ in 0..10 {
@@ -168,13 +178,7 @@ pub async fn rpc_fanout_to_three_servers(h: Harness) {
         return;
     }
     let topic = unique("rpc-fanout");
-    let hits: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::default()).collect();
-    let mut servers = Vec::new();
-    for (i, hit) in hits.iter().enumerate() {
-        let name = format!("s{i}");
-        let target = Target::new(&topic).with_server(&name);
-        servers.push(start(&t, target, counting(&name, hit.clone())).await);
-    }
+    let (servers, hits) = counting_servers(&t, &topic, 3).await;
     let client = RpcClient::new(&t, Target::new(&topic)).with_timeout(h.patience());
     client.fanout(&Context::new(), "hit", &()).await.unwrap();
     let each = || hits.iter().all(|h| h.load(Ordering::SeqCst) >= 1);
@@ -196,13 +200,7 @@ pub async fn rpc_directed_server(h: Harness) {
         return;
     }
     let topic = unique("rpc-directed");
-    let hits: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::default()).collect();
-    let mut servers = Vec::new();
-    for (i, hit) in hits.iter().enumerate() {
-        let name = format!("s{i}");
-        let target = Target::new(&topic).with_server(&name);
-        servers.push(start(&t, target, counting(&name, hit.clone())).await);
-    }
+    let (servers, hits) = counting_servers(&t, &topic, 3).await;
     let client = RpcClient::new(&t, Target::new(&topic))
         .with_timeout(h.patience())
         .with_server("s2");
