@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use messaging_core::listener::FnHandler;
 use messaging_core::url::Secret;
 use messaging_core::{
     BatchNotificationHandler, HandlerOutcome, HandlerResult, Notification, NotificationHandler,
@@ -223,46 +224,6 @@ impl<H> SignatureVerifier<H> {
     }
 }
 
-/// A [`NotificationHandler`] made from an async closure.
-pub struct FnHandler<F>(F);
-
-impl<F> fmt::Debug for FnHandler<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FnHandler")
-    }
-}
-
-#[async_trait]
-impl<F, Fut> NotificationHandler for FnHandler<F>
-where
-    F: Fn(Arc<Notification>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = HandlerResult> + Send + 'static,
-{
-    async fn handle(&self, notification: Arc<Notification>) -> HandlerResult {
-        (self.0)(notification).await
-    }
-}
-
-/// A [`BatchNotificationHandler`] made from an async closure.
-pub struct BatchFnHandler<F>(F);
-
-impl<F> fmt::Debug for BatchFnHandler<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BatchFnHandler")
-    }
-}
-
-#[async_trait]
-impl<F, Fut> BatchNotificationHandler for BatchFnHandler<F>
-where
-    F: Fn(Vec<Arc<Notification>>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = HandlerResult> + Send + 'static,
-{
-    async fn handle_batch(&self, notifications: Vec<Arc<Notification>>) -> HandlerResult {
-        (self.0)(notifications).await
-    }
-}
-
 impl<F> SignatureVerifier<FnHandler<F>> {
     /// Verify, then call an async closure.
     pub fn from_fn<Fut>(secret: impl Into<String>, f: F) -> Self
@@ -272,16 +233,14 @@ impl<F> SignatureVerifier<FnHandler<F>> {
     {
         SignatureVerifier::new(secret, FnHandler(f))
     }
-}
 
-impl<F> SignatureVerifier<BatchFnHandler<F>> {
     /// Verify each notification of a batch, then call an async closure with the rest.
     pub fn from_batch_fn<Fut>(secret: impl Into<String>, f: F) -> Self
     where
         F: Fn(Vec<Arc<Notification>>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
-        SignatureVerifier::new(secret, BatchFnHandler(f))
+        SignatureVerifier::new(secret, FnHandler(f))
     }
 }
 

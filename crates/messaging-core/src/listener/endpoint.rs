@@ -38,7 +38,16 @@ pub trait BatchNotificationHandler: Send + Sync + 'static {
     async fn handle_batch(&self, notifications: Vec<Arc<Notification>>) -> HandlerResult;
 }
 
-struct FnHandler<F>(F);
+/// A handler made from an async closure: a [`NotificationHandler`] for
+/// `Fn(Arc<Notification>) -> Future`, a [`BatchNotificationHandler`] for
+/// `Fn(Vec<Arc<Notification>>) -> Future`.
+pub struct FnHandler<F>(pub F);
+
+impl<F> fmt::Debug for FnHandler<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnHandler")
+    }
+}
 
 #[async_trait]
 impl<F, Fut> NotificationHandler for FnHandler<F>

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use endpoint::{
-    BatchEndpoint, BatchNotificationHandler, Endpoint, HandlerOutcome, HandlerResult,
+    BatchEndpoint, BatchNotificationHandler, Endpoint, FnHandler, HandlerOutcome, HandlerResult,
     NotificationEndpoint, NotificationHandler,
 };
 pub use filter::NotificationFilter;
