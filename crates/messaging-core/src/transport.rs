@@ -59,7 +59,6 @@ struct TransportInner {
     url: TransportUrl,
     driver: Arc<dyn Driver>,
     tracker: Mutex<Option<mpsc::UnboundedSender<Tracked>>>,
-    send_timeout: Duration,
     closed: AtomicBool,
     stats: TransportStats,
 }
@@ -69,6 +68,7 @@ struct TransportInner {
 #[derive(Debug, Clone)]
 pub struct Transport {
     inner: Arc<TransportInner>,
+    send_timeout: Duration,
 }
 
 impl Transport {
@@ -94,24 +94,19 @@ impl Transport {
                 url,
                 driver,
                 tracker: Mutex::new(None),
-                send_timeout: DEFAULT_SEND_TIMEOUT,
                 closed: AtomicBool::new(false),
                 stats: TransportStats::default(),
             }),
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 
-    /// A transport sharing the driver but waiting at most `timeout` for a full queue.
+    /// This transport (same connection, counters and close) waiting at most
+    /// `timeout` for room in a full local queue.
     pub fn with_send_timeout(&self, timeout: Duration) -> Self {
         Transport {
-            inner: Arc::new(TransportInner {
-                url: self.inner.url.clone(),
-                driver: self.inner.driver.clone(),
-                tracker: Mutex::new(None),
-                send_timeout: timeout,
-                closed: AtomicBool::new(self.is_closed()),
-                stats: TransportStats::default(),
-            }),
+            inner: self.inner.clone(),
+            send_timeout: timeout,
         }
     }
 
@@ -164,6 +159,7 @@ impl Transport {
                     body,
                     future,
                     retry,
+                    send_timeout: self.send_timeout,
                     reply,
                 });
                 Ok(DeliveryReceipt::pending(rx))
@@ -200,12 +196,12 @@ impl Transport {
             match self.inner.driver.send(topic, body.clone()).await {
                 Ok(p) => return Ok(p),
                 Err(e) if e.kind() == &ErrorKind::ResourceExhausted => {
-                    if started.elapsed() >= self.inner.send_timeout {
+                    if started.elapsed() >= self.send_timeout {
                         return Err(Error::new(
                             ErrorKind::ResourceExhausted,
                             format!(
                                 "the local queue for {topic} stayed full for {:?}",
-                                self.inner.send_timeout
+                                self.send_timeout
                             ),
                         )
                         .with_source(e));
@@ -287,6 +283,7 @@ struct Tracked {
     body: Bytes,
     future: BoxFuture<'static, Result<()>>,
     retry: Retry,
+    send_timeout: Duration,
     reply: oneshot::Sender<Result<()>>,
 }
 
@@ -320,7 +317,7 @@ async fn run_tracker(
                         let _ = t.reply.send(Ok(()));
                     }
                     (Err(e), Some(inner)) => {
-                        let transport = Transport { inner };
+                        let transport = Transport { inner, send_timeout: t.send_timeout };
                         tokio::spawn(async move {
                             let failed: BoxFuture<'static, Result<()>> = Box::pin(async move { Err(e) });
                             let outcome = transport.track(&t.topic, t.body, failed, t.retry).await;
