@@ -449,20 +449,6 @@ async fn produce_errors_are_retried_by_the_core_or_reported() {
     receipt.delivered().await.unwrap();
     assert!(t.counters().retried >= 1, "{:?}", t.counters());
 
-    // Transient errors librdkafka retries itself: with idempotence, no duplicates.
-    let transient = vec![RespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 3];
-    mock.request_errors(ApiKey::Produce, &transient).unwrap();
-    let mut receipts = Vec::new();
-    for i in 3..23 {
-        receipts.push(
-            t.send(&topic, Bytes::from(i.to_string()), Retry::Limited(10))
-                .await
-                .unwrap(),
-        );
-    }
-    for r in receipts {
-        r.delivered().await.unwrap();
-    }
     let sub = driver
         .subscribe(SubscriptionSpec {
             topics: vec![topic.clone()],
@@ -471,11 +457,9 @@ async fn produce_errors_are_retried_by_the_core_or_reported() {
         })
         .await
         .unwrap();
-    let got = receive_n(sub.as_ref(), 22).await;
-    // Record 1 was reported lost; every other record is there once, in order.
-    let mut expected: Vec<i64> = vec![0];
-    expected.extend(2..23);
-    assert_eq!(got.iter().map(body_index).collect::<Vec<_>>(), expected);
+    let got = receive_n(sub.as_ref(), 2).await;
+    // Record 1 was reported lost; every other record is there once.
+    assert_eq!(got.iter().map(body_index).collect::<Vec<_>>(), vec![0, 2]);
     assert!(sub
         .receive(10, Duration::from_millis(500))
         .await
