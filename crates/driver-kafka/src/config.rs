@@ -38,6 +38,9 @@ const RESERVED_PASSTHROUGH: &[(&str, &str)] = &[
     ("bootstrap.servers", "the brokers are the URL's hosts"),
 ];
 
+/// librdkafka's limit on unanswered requests per broker connection.
+const MAX_IN_FLIGHT: &str = "max.in.flight.requests.per.connection";
+
 /// Which client a configuration is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientRole {
@@ -342,9 +345,29 @@ impl KafkaConfig {
         &self.brokers
     }
 
-    /// Point the configuration at these bootstrap servers (used for the mock cluster).
-    pub fn with_bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
+    /// Point the configuration at a started mock cluster's bootstrap servers.
+    ///
+    /// The mock cluster does not check the sequence numbers of an idempotent producer
+    /// that is not transactional (a real broker refuses a batch that skips one). With
+    /// several produce requests in flight, a batch can then be written while the one
+    /// before it failed, and librdkafka counts the failed one as delivered (it
+    /// "implicitly acks" a batch when a later one succeeds): a record reported
+    /// delivered would be missing. So on the mock the producer keeps one request in
+    /// flight, unless `rdkafka.producer.max.in.flight.requests.per.connection` (or
+    /// the unscoped key) says otherwise.
+    pub fn with_mock_cluster(mut self, servers: impl Into<String>) -> Self {
         self.brokers = Brokers::Servers(servers.into());
+        let explicit = self.common.contains_key(MAX_IN_FLIGHT)
+            || self
+                .scoped
+                .get(ClientRole::Producer.passthrough_scope())
+                .is_some_and(|m| m.contains_key(MAX_IN_FLIGHT));
+        if !explicit {
+            self.scoped
+                .entry(ClientRole::Producer.passthrough_scope())
+                .or_default()
+                .insert(MAX_IN_FLIGHT.to_owned(), "1".to_owned());
+        }
         self
     }
 
@@ -657,13 +680,48 @@ mod tests {
         let k = parse("kafka+mock://?mock_brokers=3").unwrap();
         assert_eq!(k.brokers(), &Brokers::Mock { brokers: 3 });
         assert!(k.client_config(&ClientRole::Producer).is_err());
-        let k = k.with_bootstrap_servers("127.0.0.1:1");
+        let k = k.with_mock_cluster("127.0.0.1:1");
         assert_eq!(
             k.client_config(&ClientRole::Admin)
                 .unwrap()
                 .get("bootstrap.servers"),
             Some("127.0.0.1:1")
         );
+    }
+
+    #[test]
+    fn mock_producer_keeps_one_request_in_flight_unless_told_otherwise() {
+        let in_flight = |url: &str| {
+            parse(url)
+                .unwrap()
+                .with_mock_cluster("127.0.0.1:1")
+                .client_config(&ClientRole::Producer)
+                .unwrap()
+                .get(MAX_IN_FLIGHT)
+                .map(str::to_owned)
+        };
+        assert_eq!(in_flight("kafka+mock://").as_deref(), Some("1"));
+        assert_eq!(
+            in_flight("kafka+mock://?rdkafka.producer.max.in.flight.requests.per.connection=5")
+                .as_deref(),
+            Some("5")
+        );
+        assert_eq!(
+            in_flight("kafka+mock://?rdkafka.max.in.flight.requests.per.connection=3").as_deref(),
+            Some("3")
+        );
+        // Consumers are untouched, and a real broker keeps librdkafka's default.
+        let mock = parse("kafka+mock://")
+            .unwrap()
+            .with_mock_cluster("127.0.0.1:1");
+        let consumer = mock
+            .client_config(&ClientRole::Consumer {
+                group: "g".into(),
+                start: StartPosition::Default,
+            })
+            .unwrap();
+        assert_eq!(consumer.get(MAX_IN_FLIGHT), None);
+        assert_eq!(producer("kafka://h").get(MAX_IN_FLIGHT), None);
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl KafkaDriver {
         let mock = match config.brokers() {
             Brokers::Mock { brokers } => {
                 let mock = Arc::new(MockKafka::start(*brokers)?);
-                config = config.with_bootstrap_servers(mock.bootstrap_servers());
+                config = config.with_mock_cluster(mock.bootstrap_servers());
                 Some(mock)
             }
             Brokers::Servers(_) => None,
