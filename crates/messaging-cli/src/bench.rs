@@ -41,6 +41,11 @@ pub(crate) struct BenchArgs {
     /// and print the framework/raw ratios.
     #[arg(long)]
     raw: bool,
+    /// With --raw: measure this many framework/raw pairs, alternating which side runs
+    /// first (the second of a pair finds memory and broker state the first warmed up),
+    /// and report the median ratios.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    rounds: u32,
     /// Calls in flight at once (with --rpc).
     #[arg(long, default_value_t = 16)]
     in_flight: usize,
@@ -268,35 +273,12 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let raw = crate::bench_raw::measure(&a.url, a.count, report.record_bytes, timeout).await?;
-    let notify_ratio = report.notify_per_sec / raw.produce_per_sec;
-    let delivered_ratio = report.delivered_per_sec / raw.delivered_per_sec;
-    let e2e_ratio = report.end_to_end_per_sec / raw.end_to_end_per_sec;
-    println!(
-        "raw rdkafka baseline, same run, same settings, {} B records",
-        raw.record_bytes
-    );
-    println!(
-        "  produce rate       {:>12.0} /s   framework/raw {:.3}",
-        raw.produce_per_sec, notify_ratio
-    );
-    println!(
-        "  delivered rate     {:>12.0} /s   framework/raw {:.3}",
-        raw.delivered_per_sec, delivered_ratio
-    );
-    println!(
-        "  end-to-end rate    {:>12.0} /s   framework/raw {:.3}",
-        raw.end_to_end_per_sec, e2e_ratio
-    );
+    let comparison =
+        crate::bench_raw::compare(&a.url, a.count, a.payload_size, a.rounds, timeout, report)
+            .await?;
+    comparison.print();
     if a.json {
-        let all = serde_json::json!({
-            "framework": report,
-            "raw": raw,
-            "notify_vs_raw": notify_ratio,
-            "delivered_vs_raw": delivered_ratio,
-            "end_to_end_vs_raw": e2e_ratio,
-        });
-        println!("{all}");
+        println!("{}", serde_json::to_string(&comparison)?);
     }
     Ok(())
 }

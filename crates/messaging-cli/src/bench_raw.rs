@@ -12,6 +12,145 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 use serde::Serialize;
 
+use crate::bench::{self, BenchReport};
+
+/// Framework/raw ratios of one pair of runs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Ratios {
+    /// Which side of the pair ran first.
+    pub(crate) raw_first: bool,
+    /// Notifications accepted by the transport / records handed to librdkafka.
+    pub(crate) notify: f64,
+    /// Broker-acknowledged rates.
+    pub(crate) delivered: f64,
+    /// Produce-to-consume rates.
+    pub(crate) end_to_end: f64,
+}
+
+impl Ratios {
+    fn of(framework: &BenchReport, raw: &RawReport, raw_first: bool) -> Self {
+        Ratios {
+            raw_first,
+            notify: framework.notify_per_sec / raw.produce_per_sec,
+            delivered: framework.delivered_per_sec / raw.delivered_per_sec,
+            end_to_end: framework.end_to_end_per_sec / raw.end_to_end_per_sec,
+        }
+    }
+}
+
+/// The framework against raw rdkafka: the first pair in full, every pair's ratios and
+/// their medians.
+#[derive(Debug, Serialize)]
+pub(crate) struct Comparison {
+    pub(crate) framework: BenchReport,
+    pub(crate) raw: RawReport,
+    pub(crate) rounds: Vec<Ratios>,
+    /// Medians over `rounds`.
+    pub(crate) notify_vs_raw: f64,
+    pub(crate) delivered_vs_raw: f64,
+    pub(crate) end_to_end_vs_raw: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Measure raw rdkafka against the framework run `first` (which ran first), then
+/// `rounds - 1` more pairs, alternating which side runs first.
+pub(crate) async fn compare(
+    url: &str,
+    count: u64,
+    payload_size: usize,
+    rounds: u32,
+    timeout: Duration,
+    first: BenchReport,
+) -> Result<Comparison> {
+    let raw = measure(url, count, first.record_bytes, timeout).await?;
+    let mut ratios = vec![Ratios::of(&first, &raw, false)];
+    for round in 1..rounds {
+        let raw_first = round % 2 == 1;
+        let (framework, raw) = if raw_first {
+            let raw = measure(url, count, first.record_bytes, timeout).await?;
+            (
+                bench::measure(url, count, payload_size, timeout).await?,
+                raw,
+            )
+        } else {
+            let framework = bench::measure(url, count, payload_size, timeout).await?;
+            (
+                framework,
+                measure(url, count, first.record_bytes, timeout).await?,
+            )
+        };
+        ratios.push(Ratios::of(&framework, &raw, raw_first));
+    }
+    Ok(Comparison {
+        framework: first,
+        raw,
+        notify_vs_raw: median(ratios.iter().map(|r| r.notify).collect()),
+        delivered_vs_raw: median(ratios.iter().map(|r| r.delivered).collect()),
+        end_to_end_vs_raw: median(ratios.iter().map(|r| r.end_to_end).collect()),
+        rounds: ratios,
+    })
+}
+
+impl Comparison {
+    /// Print the raw figures of the first pair, then the ratios.
+    pub(crate) fn print(&self) {
+        let first = self.rounds[0];
+        println!(
+            "raw rdkafka baseline, same run, same settings, {} B records",
+            self.raw.record_bytes
+        );
+        println!(
+            "  produce rate       {:>12.0} /s   framework/raw {:.3}",
+            self.raw.produce_per_sec, first.notify
+        );
+        println!(
+            "  delivered rate     {:>12.0} /s   framework/raw {:.3}",
+            self.raw.delivered_per_sec, first.delivered
+        );
+        println!(
+            "  end-to-end rate    {:>12.0} /s   framework/raw {:.3}",
+            self.raw.end_to_end_per_sec, first.end_to_end
+        );
+        if self.rounds.len() < 2 {
+            return;
+        }
+        println!("framework/raw per pair (notify, delivered, end-to-end)");
+        for (i, r) in self.rounds.iter().enumerate() {
+            let order = if r.raw_first {
+                "raw first"
+            } else {
+                "framework first"
+            };
+            println!(
+                "  pair {:>2} ({order:<15})  {:.3}  {:.3}  {:.3}",
+                i + 1,
+                r.notify,
+                r.delivered,
+                r.end_to_end
+            );
+        }
+        println!(
+            "  median over {:>2} pairs       {:.3}  {:.3}  {:.3}",
+            self.rounds.len(),
+            self.notify_vs_raw,
+            self.delivered_vs_raw,
+            self.end_to_end_vs_raw
+        );
+    }
+}
+
 /// Figures of the raw run.
 #[derive(Debug, Serialize)]
 pub(crate) struct RawReport {

@@ -98,3 +98,47 @@ fn send_then_listen_in_another_process() {
         assert!(l["metadata"]["timestamp"].as_str().unwrap().len() >= 19);
     }
 }
+
+/// `bench --raw` on the broker: both sides deliver every record, in two pairs with
+/// alternating order, and every ratio is a real positive number.
+#[test]
+fn bench_raw_compares_the_framework_with_rdkafka() {
+    let Some(url) = broker_url() else { return };
+    let out = messaging(&[
+        "bench",
+        "--url",
+        &url,
+        "--raw",
+        "--rounds",
+        "2",
+        "--count",
+        "500",
+        "--payload-size",
+        "100",
+        "--timeout",
+        "120",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("median over  2 pairs"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap()).expect("a JSON report last");
+    assert_eq!(report["framework"]["count"], 500);
+    assert_eq!(
+        report["raw"]["record_bytes"], report["framework"]["record_bytes"],
+        "the baseline sends records of the framework's encoded size"
+    );
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    assert_eq!(rounds[0]["raw_first"], false);
+    assert_eq!(rounds[1]["raw_first"], true);
+    for key in ["notify_vs_raw", "delivered_vs_raw", "end_to_end_vs_raw"] {
+        let v = report[key].as_f64().unwrap();
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
+}
