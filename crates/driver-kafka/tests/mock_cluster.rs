@@ -408,23 +408,50 @@ async fn brokers_down_and_up_mid_stream_loses_nothing() {
     assert_eq!(t.counters().delivery_failed, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn produce_errors_are_retried_by_the_core_or_reported() {
-    // librdkafka gives up on a record after 1 s; the core's retry decides what follows.
-    let (driver, t) = mock("&delivery_timeout=1");
+/// A fresh topic on the driver's mock cluster holding record "0": metadata and the
+/// producer id are in place before faults are injected.
+async fn topic_with_first_record(
+    driver: &KafkaDriver,
+    t: &Transport,
+    what: &str,
+) -> (Arc<driver_kafka::MockKafka>, String) {
     let mock = driver.mock_cluster().unwrap().clone();
-    let topic = unique("perr");
+    let topic = unique(what);
     driver
         .ensure_topics(std::slice::from_ref(&topic))
         .await
         .unwrap();
-    // Warm up: metadata and producer id.
     t.send(&topic, Bytes::from_static(b"0"), Retry::Limited(0))
         .await
         .unwrap()
         .delivered()
         .await
         .unwrap();
+    (mock, topic)
+}
+
+/// A subscription of a new pool to `topic`, from its first record.
+async fn subscribe_from_earliest(driver: &KafkaDriver, topic: &str) -> Box<dyn Subscription> {
+    driver
+        .subscribe(SubscriptionSpec {
+            topics: vec![topic.to_owned()],
+            pool: Some(unique("pool")),
+            start: StartPosition::Earliest,
+        })
+        .await
+        .unwrap()
+}
+
+async fn assert_nothing_more(sub: &dyn Subscription) {
+    let extra = sub.receive(10, Duration::from_millis(500)).await.unwrap();
+    assert!(extra.is_empty(), "unexpected records: {extra:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_errors_are_retried_by_the_core_or_reported() {
+    // librdkafka gives up on a record after 1 s; the core's retry decides what follows.
+    let (driver, t) = mock("&delivery_timeout=1");
+    let (mock, topic) = topic_with_first_record(&driver, &t, "perr").await;
 
     // retry=0: the receipt reports the failure, typed and retryable.
     let errors = vec![RespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 500];
@@ -449,22 +476,11 @@ async fn produce_errors_are_retried_by_the_core_or_reported() {
     receipt.delivered().await.unwrap();
     assert!(t.counters().retried >= 1, "{:?}", t.counters());
 
-    let sub = driver
-        .subscribe(SubscriptionSpec {
-            topics: vec![topic.clone()],
-            pool: Some(unique("pool")),
-            start: StartPosition::Earliest,
-        })
-        .await
-        .unwrap();
+    let sub = subscribe_from_earliest(&driver, &topic).await;
     let got = receive_n(sub.as_ref(), 2).await;
     // Record 1 was reported lost; every other record is there once.
     assert_eq!(got.iter().map(body_index).collect::<Vec<_>>(), vec![0, 2]);
-    assert!(sub
-        .receive(10, Duration::from_millis(500))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_more(sub.as_ref()).await;
     sub.close(Duration::from_secs(10)).await.unwrap();
     t.close(Duration::from_secs(5)).await.unwrap();
 }
@@ -479,19 +495,7 @@ async fn produce_errors_are_retried_by_the_core_or_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_produce_errors_lose_nothing_and_duplicate_nothing() {
     let (driver, t) = mock("&delivery_timeout=60");
-    let mock = driver.mock_cluster().unwrap().clone();
-    let topic = unique("transient");
-    driver
-        .ensure_topics(std::slice::from_ref(&topic))
-        .await
-        .unwrap();
-    // Warm up: metadata and producer id.
-    t.send(&topic, Bytes::from_static(b"0"), Retry::Limited(0))
-        .await
-        .unwrap()
-        .delivered()
-        .await
-        .unwrap();
+    let (mock, topic) = topic_with_first_record(&driver, &t, "transient").await;
     const ROUNDS: i64 = 10;
     const PER_ROUND: i64 = 20;
     let transient = [RespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 3];
@@ -512,14 +516,7 @@ async fn transient_produce_errors_lose_nothing_and_duplicate_nothing() {
         }
     }
     assert_eq!(t.counters().delivery_failed, 0, "{:?}", t.counters());
-    let sub = driver
-        .subscribe(SubscriptionSpec {
-            topics: vec![topic.clone()],
-            pool: Some(unique("pool")),
-            start: StartPosition::Earliest,
-        })
-        .await
-        .unwrap();
+    let sub = subscribe_from_earliest(&driver, &topic).await;
     let total = (1 + ROUNDS * PER_ROUND) as usize;
     let got: Vec<i64> = receive_n(sub.as_ref(), total)
         .await
@@ -528,11 +525,7 @@ async fn transient_produce_errors_lose_nothing_and_duplicate_nothing() {
         .collect();
     let expected: Vec<i64> = (0..total as i64).collect();
     assert_eq!(got, expected, "lost, duplicated or reordered");
-    assert!(sub
-        .receive(10, Duration::from_millis(500))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_more(sub.as_ref()).await;
     sub.close(Duration::from_secs(10)).await.unwrap();
     let report = t.close(Duration::from_secs(5)).await.unwrap();
     assert_eq!(report.undelivered, 0);
