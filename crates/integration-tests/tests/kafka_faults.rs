@@ -1,7 +1,7 @@
 //! Faults on a real Kafka-protocol broker: a broker killed (-9) and restarted
 //! mid-stream, and a listener process killed mid-batch.
 //!
-//! - `broker_kill_and_restart_mid_stream_loses_nothing` starts its own Tansu broker
+//! - `broker_kill_and_restart_mid_stream_loses_nothing_and_writes_nothing_twice` starts its own Tansu broker
 //!   (sqlite storage) with the script named by `MESSAGING_TANSU_SCRIPT`
 //!   (`scripts/tansu.sh`), so that killing it never disturbs other tests.
 //! - `killed_listener_hands_its_uncommitted_records_to_a_new_member` needs any broker
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use messaging_core::{
     BatchEndpoint, Context, HandlerOutcome, NotificationEndpoint, NotificationListener, Notifier,
-    Retry, Target, Transport,
+    Retry, StartPosition, Target, Transport,
 };
 use serde_json::json;
 
@@ -133,11 +133,11 @@ impl Drop for OwnBroker {
 }
 
 #[test]
-fn broker_kill_and_restart_mid_stream_loses_nothing() {
+fn broker_kill_and_restart_mid_stream_loses_nothing_and_writes_nothing_twice() {
     kafka_support::init_tracing();
     let Some(script) = std::env::var_os("MESSAGING_TANSU_SCRIPT").map(PathBuf::from) else {
         return skip(
-            "broker_kill_and_restart_mid_stream_loses_nothing",
+            "broker_kill_and_restart_mid_stream_loses_nothing_and_writes_nothing_twice",
             "MESSAGING_TANSU_SCRIPT (path to scripts/tansu.sh) is not set",
         );
     };
@@ -157,12 +157,15 @@ fn broker_kill_and_restart_mid_stream_loses_nothing() {
         const TOTAL: i64 = 200;
         let mut receipts = Vec::new();
         for i in 0..TOTAL {
-            if i == 80 {
-                // Mid-stream: the listener is consuming, then the broker dies hard.
+            if i == 60 {
                 assert!(
                     eventually(Duration::from_secs(30), || got.distinct() >= 40).await,
                     "the listener never got going"
                 );
+            }
+            if i == 80 {
+                // Mid-stream, right after a burst (60..80 sent at once, so produce
+                // requests are likely in flight): the broker dies hard.
                 broker
                     .kill_and_restart()
                     .expect("kill -9 and restart the broker");
@@ -172,7 +175,9 @@ fn broker_kill_and_restart_mid_stream_loses_nothing() {
                     .await
                     .unwrap(),
             );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            if !(60..80).contains(&i) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         for r in receipts {
             r.delivered()
@@ -191,6 +196,32 @@ fn broker_kill_and_restart_mid_stream_loses_nothing() {
         let dups = got.snapshot().values().filter(|c| **c > 1).count();
         eprintln!("broker restart: {TOTAL} delivered, {dups} delivered twice");
         listener.stop_and_wait().await.unwrap();
+
+        // Producer retries across the restart wrote nothing twice: a new pool reads the
+        // whole log, with no fault now, and finds every record exactly once.
+        let log = Counts::default();
+        let reader = NotificationListener::builder(&t)
+            .target(Target::new(&topic))
+            .pool(unique("reader"))
+            .endpoint(log.endpoint())
+            .start_position(StartPosition::Earliest)
+            .build()
+            .unwrap();
+        reader.start().await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(60), || log.distinct() as i64 >= TOTAL).await,
+            "the log lacks records: {:?}",
+            (0..TOTAL)
+                .filter(|i| !log.snapshot().contains_key(i))
+                .collect::<Vec<_>>()
+        );
+        // Anything more would be a second copy in the log: give it time to show.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        reader.stop_and_wait().await.unwrap();
+        let copies = log.snapshot();
+        let twice: Vec<_> = copies.iter().filter(|(_, c)| **c != 1).collect();
+        assert!(twice.is_empty(), "written more than once: {twice:?}");
+        assert_eq!(copies.len() as i64, TOTAL, "{copies:?}");
         let report = t.close(Duration::from_secs(10)).await.unwrap();
         assert_eq!(report.undelivered, 0);
         assert_eq!(t.counters().delivery_failed, 0);
