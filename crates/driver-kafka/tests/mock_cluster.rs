@@ -531,6 +531,51 @@ async fn transient_produce_errors_lose_nothing_and_duplicate_nothing() {
     assert_eq!(report.undelivered, 0);
 }
 
+/// A notification larger than `message.max.bytes` is refused at once with a typed,
+/// non-retryable error (never retried, never half-sent); the next one goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_notification_is_refused_and_the_next_goes_through() {
+    let (driver, t) = mock("&rdkafka.producer.message.max.bytes=10000");
+    let topic = unique("big");
+    driver
+        .ensure_topics(&[format!("{topic}.info")])
+        .await
+        .unwrap();
+    let n = notifier(&t, &topic, Retry::Forever);
+    let ctx = Context::new();
+    let big = "x".repeat(20_000);
+    let refused = n
+        .info(&ctx, "too.big", &json!({"i": 0, "pad": big}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), &ErrorKind::InvalidArgument, "{refused}");
+    assert!(!refused.is_retryable());
+    assert!(
+        refused.to_string().contains("message.max.bytes"),
+        "the error names the limit: {refused}"
+    );
+    n.info(&ctx, "small", &json!({"i": 1}))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .unwrap();
+    let sub = subscribe_from_earliest(&driver, &format!("{topic}.info")).await;
+    let got = receive_n(sub.as_ref(), 1).await;
+    assert_eq!(got.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    let message: serde_json::Value =
+        serde_json::from_str(body["oslo.message"].as_str().unwrap()).unwrap();
+    assert_eq!(message["event_type"], "small");
+    assert_nothing_more(sub.as_ref()).await;
+    sub.close(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(t.counters().retried, 0, "{:?}", t.counters());
+    assert_eq!(
+        t.close(Duration::from_secs(5)).await.unwrap().undelivered,
+        0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_is_backpressure_and_close_reports_the_undelivered() {
     // A local queue of one record, held back by a 300 ms linger.
