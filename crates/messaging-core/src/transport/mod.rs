@@ -1,15 +1,17 @@
 //! [`Transport`]: an open driver plus the core's send path (backpressure, retries,
-//! delivery tracking, counters).
+//! delivery tracking, counters). Pending deliveries are awaited by one task per
+//! transport ([`tracker`]).
+
+mod tracker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use self::tracker::{DeliveryTracker, Tracked};
 
 use crate::driver::{CloseReport, Driver, PendingDelivery};
 use crate::error::{Error, ErrorKind, Result};
@@ -58,7 +60,7 @@ impl TransportStats {
 struct TransportInner {
     url: TransportUrl,
     driver: Arc<dyn Driver>,
-    tracker: Mutex<Option<mpsc::UnboundedSender<Tracked>>>,
+    tracker: DeliveryTracker,
     closed: AtomicBool,
     stats: TransportStats,
 }
@@ -93,7 +95,7 @@ impl Transport {
             inner: Arc::new(TransportInner {
                 url,
                 driver,
-                tracker: Mutex::new(None),
+                tracker: DeliveryTracker::default(),
                 closed: AtomicBool::new(false),
                 stats: TransportStats::default(),
             }),
@@ -154,35 +156,20 @@ impl Transport {
             }
             PendingDelivery::Pending(future) => {
                 let (reply, rx) = oneshot::channel();
-                self.track_in_background(Tracked {
-                    topic: topic.to_owned(),
-                    body,
-                    future,
-                    retry,
-                    send_timeout: self.send_timeout,
-                    reply,
-                });
+                self.inner.tracker.push(
+                    &self.inner,
+                    Tracked {
+                        topic: topic.to_owned(),
+                        body,
+                        future,
+                        retry,
+                        send_timeout: self.send_timeout,
+                        reply,
+                    },
+                );
                 Ok(DeliveryReceipt::pending(rx))
             }
         }
-    }
-
-    /// Hand a delivery to the task that awaits every pending delivery of this
-    /// transport (one task, not one per record: a task per record costs more than
-    /// the send itself). A tracker whose runtime ended is replaced.
-    fn track_in_background(&self, tracked: Tracked) {
-        let mut slot = self.inner.tracker.lock().unwrap_or_else(|e| e.into_inner());
-        let tracked = match slot.as_ref() {
-            Some(tx) => match tx.send(tracked) {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(t)) => t,
-            },
-            None => tracked,
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_tracker(Arc::downgrade(&self.inner), rx));
-        let _ = tx.send(tracked);
-        *slot = Some(tx);
     }
 
     async fn accept(&self, topic: &str, body: &Bytes, retry: Retry) -> Result<PendingDelivery> {
@@ -219,49 +206,6 @@ impl Transport {
         }
     }
 
-    /// Await a delivery; resend while `retry` allows; log and count a final failure.
-    async fn track(
-        &self,
-        topic: &str,
-        body: Bytes,
-        first: BoxFuture<'static, Result<()>>,
-        retry: Retry,
-    ) -> Result<()> {
-        let mut outcome = first.await;
-        let mut retries = 0;
-        let mut backoff = Backoff::default();
-        loop {
-            match outcome {
-                Ok(()) => {
-                    self.inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(e) if e.is_retryable() && retry.allows(retries) && !self.is_closed() => {
-                    retries += 1;
-                    self.inner.stats.retried.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(topic, error = %e, retries, "delivery failed, sending again");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                    outcome = match self.accept(topic, &body, retry).await {
-                        Ok(p) => p.wait().await,
-                        Err(e) => Err(e),
-                    };
-                }
-                Err(e) => {
-                    self.inner
-                        .stats
-                        .delivery_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(topic, error = %e, retries, "notification lost: delivery failed");
-                    return Err(Error::new(
-                        ErrorKind::DeliveryFailed,
-                        format!("delivery to {topic} failed"),
-                    )
-                    .with_source(e));
-                }
-            }
-        }
-    }
-
     /// Make sure these topics exist where the driver needs them created.
     pub async fn ensure_topics(&self, topics: &[String]) -> Result<()> {
         self.inner.driver.ensure_topics(topics).await
@@ -274,63 +218,6 @@ impl Transport {
             return Ok(CloseReport::default());
         }
         self.inner.driver.close(timeout).await
-    }
-}
-
-/// One delivery the tracker awaits.
-struct Tracked {
-    topic: String,
-    body: Bytes,
-    future: BoxFuture<'static, Result<()>>,
-    retry: Retry,
-    send_timeout: Duration,
-    reply: oneshot::Sender<Result<()>>,
-}
-
-/// Await deliveries as they come. A success is counted here; a failure goes to
-/// [`Transport::track`] on a task of its own, which resends as `retry` allows.
-async fn run_tracker(
-    transport: Weak<TransportInner>,
-    mut incoming: mpsc::UnboundedReceiver<Tracked>,
-) {
-    let mut pending: FuturesUnordered<BoxFuture<'static, (Tracked, Result<()>)>> =
-        FuturesUnordered::new();
-    let mut open = true;
-    while open || !pending.is_empty() {
-        tokio::select! {
-            next = incoming.recv(), if open => match next {
-                Some(mut t) => {
-                    let future = std::mem::replace(&mut t.future, Box::pin(async { Ok(()) }));
-                    pending.push(Box::pin(async move {
-                        let outcome = future.await;
-                        (t, outcome)
-                    }));
-                }
-                None => open = false,
-            },
-            Some((t, outcome)) = pending.next(), if !pending.is_empty() => {
-                match (outcome, transport.upgrade()) {
-                    (Ok(()), inner) => {
-                        if let Some(inner) = inner {
-                            inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let _ = t.reply.send(Ok(()));
-                    }
-                    (Err(e), Some(inner)) => {
-                        let transport = Transport { inner, send_timeout: t.send_timeout };
-                        tokio::spawn(async move {
-                            let failed: BoxFuture<'static, Result<()>> = Box::pin(async move { Err(e) });
-                            let outcome = transport.track(&t.topic, t.body, failed, t.retry).await;
-                            let _ = t.reply.send(outcome);
-                        });
-                    }
-                    (Err(e), None) => {
-                        tracing::error!(topic = %t.topic, error = %e, "notification lost: delivery failed after its transport was dropped");
-                        let _ = t.reply.send(Err(e));
-                    }
-                }
-            }
-        }
     }
 }
 
