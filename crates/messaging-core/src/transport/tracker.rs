@@ -143,24 +143,27 @@ async fn run(inbox: Arc<Inbox>, transport: Weak<TransportInner>) {
     let mut pending: FuturesUnordered<Settling> = FuturesUnordered::new();
     let mut register = tokio::time::interval(REGISTER_EVERY);
     register.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Swapped with the inbox's queue, so both keep their capacity (no regrowth).
+    let mut arrived: Vec<Tracked> = Vec::new();
     loop {
-        let arrived = {
+        let sleep = {
             let mut st = inbox.lock();
             if st.queue.is_empty() && pending.is_empty() {
                 if st.closed {
                     return;
                 }
                 st.idle = true;
-                None
+                true
             } else {
-                Some(std::mem::take(&mut st.queue))
+                std::mem::swap(&mut st.queue, &mut arrived);
+                false
             }
         };
-        let Some(arrived) = arrived else {
+        if sleep {
             inbox.wake.notified().await;
             continue;
-        };
-        for mut t in arrived {
+        }
+        for mut t in arrived.drain(..) {
             let future = std::mem::replace(&mut t.future, Box::pin(async { Ok(()) }));
             pending.push(Box::pin(async move {
                 let outcome = future.await;
