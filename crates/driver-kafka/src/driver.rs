@@ -30,6 +30,23 @@ pub struct KafkaDriver {
     admin: Arc<TopicAdmin>,
     mock: Option<Arc<MockKafka>>,
     closed: AtomicBool,
+    max_record_bytes: usize,
+}
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+/// What librdkafka adds to a record's value when it checks `message.max.bytes` (the
+/// largest v2 record framing: length, attributes, timestamp and offset deltas, key
+/// and value lengths, header count).
+const RECORD_FRAMING_BYTES: usize = 36;
+
+/// The largest record body the producer accepts under `config`.
+fn max_record_bytes(config: &ClientConfig) -> usize {
+    config
+        .get("message.max.bytes")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+        .saturating_sub(RECORD_FRAMING_BYTES)
 }
 
 /// Check a librdkafka configuration now rather than at the first send or subscribe:
@@ -83,6 +100,7 @@ impl KafkaDriver {
             None => TopicAdmin::disabled(),
         });
         Ok(Arc::new(KafkaDriver {
+            max_record_bytes: max_record_bytes(&producer_config),
             producer: KafkaProducer::new(producer_config, admin.clone()),
             config,
             admin,
@@ -127,11 +145,22 @@ impl Driver for KafkaDriver {
             replays_history: true,
             rpc: false,
             ordered_per_partition: true,
+            max_record_bytes: Some(self.max_record_bytes),
         }
     }
 
     async fn send(&self, topic: &str, body: Bytes) -> Result<PendingDelivery> {
         self.ensure_open()?;
+        if body.len() > self.max_record_bytes {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the record for {topic} is {} bytes, larger than the {} that message.max.bytes allows",
+                    body.len(),
+                    self.max_record_bytes
+                ),
+            ));
+        }
         self.producer.send(topic, body).await
     }
 

@@ -1,7 +1,7 @@
 //! # driver-memory: an in-process broker (`memory://[name]`)
 //!
 //! ```text
-//! memory://[instance][/vhost][?queue_capacity=N]
+//! memory://[instance][/vhost][?queue_capacity=N][&max_record_bytes=N]
 //! ```
 //!
 //! The embedded default transport, and what an application's tests use instead of
@@ -29,6 +29,7 @@
 //! | option | default | meaning |
 //! |---|---|---|
 //! | `queue_capacity` | 100000 | records one (topic, pool) queue holds before senders wait |
+//! | `max_record_bytes` | 1000000 | largest record accepted (Kafka's default `message.max.bytes`); a larger one is refused with `InvalidArgument`; 0: no limit |
 
 mod broker;
 mod queue;
@@ -47,22 +48,37 @@ use messaging_core::driver::{
 };
 use messaging_core::options::{DriverOptions, OptionKind, OptionSpec};
 use messaging_core::rpc::RpcDriver;
-use messaging_core::{DriverRegistry, Error, Result, TransportUrl};
+use messaging_core::{DriverRegistry, Error, ErrorKind, Result, TransportUrl};
 
 pub use broker::MemoryBroker;
 
 /// The pool a listener joins when it names none.
 pub const DEFAULT_POOL: &str = "default";
 
-const OPTIONS: &[OptionSpec] = &[OptionSpec {
-    name: "queue_capacity",
-    kind: OptionKind::Int {
-        min: 1,
-        max: 100_000_000,
+/// The default record size limit: Kafka's default `message.max.bytes`, so that an
+/// application's tests on memory refuse what production on Kafka would refuse.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "queue_capacity",
+        kind: OptionKind::Int {
+            min: 1,
+            max: 100_000_000,
+        },
+        default: Some("100000"),
+        help: "records one (topic, pool) queue holds before senders wait",
     },
-    default: Some("100000"),
-    help: "records one (topic, pool) queue holds before senders wait",
-}];
+    OptionSpec {
+        name: "max_record_bytes",
+        kind: OptionKind::Int {
+            min: 0,
+            max: 2_147_483_647,
+        },
+        default: Some("1000000"),
+        help: "largest record accepted, in bytes, as Kafka's message.max.bytes (0: no limit)",
+    },
+];
 
 /// Opens `memory://` drivers.
 #[derive(Debug, Default, Clone, Copy)]
@@ -84,11 +100,17 @@ impl DriverFactory for MemoryDriverFactory {
             .map(|h| h.hostname.clone())
             .unwrap_or_default();
         let capacity = options.int("queue_capacity").unwrap_or(100_000) as usize;
+        let max_record_bytes = match options.int("max_record_bytes") {
+            Some(0) => None,
+            Some(n) => Some(n as usize),
+            None => Some(DEFAULT_MAX_RECORD_BYTES),
+        };
         let closed = Arc::new(AtomicBool::new(false));
         Ok(Arc::new(MemoryDriver {
             broker: MemoryBroker::instance(&name, capacity),
             rpc: Arc::new(rpc::MemoryRpc::new(&name, capacity, closed.clone())),
             closed,
+            max_record_bytes,
         }))
     }
 }
@@ -109,6 +131,7 @@ pub struct MemoryDriver {
     broker: Arc<MemoryBroker>,
     rpc: Arc<rpc::MemoryRpc>,
     closed: Arc<AtomicBool>,
+    max_record_bytes: Option<usize>,
 }
 
 impl MemoryDriver {
@@ -130,12 +153,22 @@ impl Driver for MemoryDriver {
             replays_history: false,
             rpc: true,
             ordered_per_partition: true,
+            max_record_bytes: self.max_record_bytes,
         }
     }
 
     async fn send(&self, topic: &str, body: Bytes) -> Result<PendingDelivery> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed("memory transport"));
+        }
+        if let Some(max) = self.max_record_bytes.filter(|max| body.len() > *max) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the record for {topic} is {} bytes, larger than max_record_bytes ({max})",
+                    body.len()
+                ),
+            ));
         }
         self.broker.publish(topic, body)?;
         Ok(PendingDelivery::Delivered)

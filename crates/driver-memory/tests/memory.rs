@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use messaging_core::{
     Context, DriverRegistry, ErrorKind, HandlerOutcome, MessagingConfig, NotificationEndpoint,
     NotificationListener, Notifier, Retry, Target, Transport, TransportUrl,
@@ -187,4 +188,37 @@ async fn transport_registry_is_global_too() {
     let t = Transport::open("memory://global").unwrap();
     assert_eq!(t.driver().name(), "memory");
     assert!(Arc::strong_count(t.driver()) >= 1);
+}
+
+#[tokio::test]
+async fn record_size_limit_is_an_option() {
+    let t = open("memory://size-small?max_record_bytes=100");
+    assert_eq!(t.driver().capabilities().max_record_bytes, Some(100));
+    t.send("size", Bytes::from(vec![b'a'; 100]), Retry::Limited(0))
+        .await
+        .unwrap();
+    let e = t
+        .send("size", Bytes::from(vec![b'a'; 101]), Retry::Forever)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::InvalidArgument);
+    assert!(!e.is_retryable());
+    assert!(e.to_string().contains("max_record_bytes (100)"), "{e}");
+    assert_eq!(t.counters().retried, 0);
+
+    let unlimited = open("memory://size-unlimited?max_record_bytes=0");
+    assert_eq!(unlimited.driver().capabilities().max_record_bytes, None);
+    unlimited
+        .send(
+            "size",
+            Bytes::from(vec![b'a'; 3_000_000]),
+            Retry::Limited(0),
+        )
+        .await
+        .unwrap();
+    let default = open("memory://size-default");
+    assert_eq!(
+        default.driver().capabilities().max_record_bytes,
+        Some(driver_memory::DEFAULT_MAX_RECORD_BYTES)
+    );
 }

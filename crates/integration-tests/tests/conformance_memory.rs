@@ -28,6 +28,7 @@ impl DriverHarness for MemoryHarness {
             replays_history: false,
             rpc: true,
             ordered_per_partition: true,
+            max_record_bytes: Some(driver_memory::DEFAULT_MAX_RECORD_BYTES),
         }
     }
 }

@@ -33,6 +33,10 @@ pub struct Capabilities {
     pub rpc: bool,
     /// Records of one topic (partition) reach one pool member in the order sent.
     pub ordered_per_partition: bool,
+    /// The largest record (encoded notification) [`Driver::send`] accepts; a larger
+    /// one is refused at once with [`crate::ErrorKind::InvalidArgument`], not
+    /// retryable. `None`: no limit.
+    pub max_record_bytes: Option<usize>,
 }
 
 /// The transport's acknowledgement of one accepted record, still to come.

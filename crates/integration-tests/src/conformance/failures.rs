@@ -1,15 +1,16 @@
-//! Requeue, handler errors and panics, foreign records.
+//! Requeue, handler errors and panics, foreign records, the record size limit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use messaging_core::{
-    Context, HandlerOutcome, NotificationEndpoint, NotificationListener, Priority, Retry, Target,
+    envelope, Context, ErrorKind, HandlerOutcome, NotificationEndpoint, NotificationListener,
+    Priority, Retry, Target,
 };
 use serde_json::json;
 
-use super::{notifier, unique, Harness};
+use super::{listen, notifier, unique, Harness};
 use crate::support::{assert_exactly_once, Collector};
 
 type Attempts = Arc<Mutex<HashMap<i64, usize>>>;
@@ -180,6 +181,60 @@ pub async fn foreign_records_are_skipped(h: Harness) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(l.counters().skipped, 5);
+    l.stop_and_wait().await.unwrap();
+    t.close(h.patience()).await.unwrap();
+}
+
+/// The driver's record size limit (`Capabilities::max_record_bytes`, which it must
+/// state truthfully) holds to the byte: a notification whose encoded record is exactly
+/// the limit is delivered, one byte more is refused at once (typed, not retryable,
+/// nothing of it arrives), and the transport goes on. Without a limit, 2 MB arrive.
+pub async fn record_size_limit_is_exact(h: Harness) {
+    let t = h.transport().await;
+    let limit = h.capabilities().max_record_bytes;
+    assert_eq!(
+        t.driver().capabilities().max_record_bytes,
+        limit,
+        "the driver states the limit the harness expects"
+    );
+    let topic = unique("size");
+    let got = Collector::new();
+    let l = listen(&t, &topic, None, got.endpoint()).await;
+    let n = notifier(&t, &[&topic]);
+    let ctx = Context::new();
+    // The envelope around a payload {"blob": "..."} of `len` ASCII letters.
+    let framing = {
+        let empty = n
+            .build_notification(Priority::Info, &ctx, "sized", &json!({"blob": ""}))
+            .unwrap();
+        envelope::encode(&empty).unwrap().len()
+    };
+    let blob = |record_bytes: usize| json!({"blob": "b".repeat(record_bytes - framing)});
+    let fits = limit.unwrap_or(2 * 1024 * 1024);
+    if let Some(limit) = limit {
+        let before = t.counters().accepted;
+        let refused = n
+            .info(&ctx, "sized", &blob(limit + 1))
+            .await
+            .expect_err("one byte over the limit is refused");
+        assert_eq!(refused.kind(), &ErrorKind::InvalidArgument, "{refused}");
+        assert!(!refused.is_retryable(), "{refused}");
+        assert_eq!(t.counters().accepted, before, "nothing was accepted");
+    }
+    n.info(&ctx, "sized", &blob(fits))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .unwrap();
+    assert_eq!(got.wait_for(1, h.patience()).await, 1);
+    assert_eq!(
+        got.wait_for(2, h.quiet_period()).await,
+        1,
+        "only the one that fits"
+    );
+    let blob_len = got.all()[0].payload["blob"].as_str().map(str::len);
+    assert_eq!(blob_len, Some(fits - framing));
     l.stop_and_wait().await.unwrap();
     t.close(h.patience()).await.unwrap();
 }

@@ -150,6 +150,7 @@ macro_rules! conformance_tests {
             failures::handler_error_acknowledged_without_requeue,
             failures::handler_panic_does_not_kill_listener,
             failures::foreign_records_are_skipped,
+            failures::record_size_limit_is_exact,
             batch::batch_sizes,
             batch::batch_timeout,
             lifecycle::stop_drains_without_loss,
