@@ -124,9 +124,9 @@ impl TopicAdmin {
                     Some(a) => a,
                     None => {
                         let created = config
-                            .create_with_context::<_, AdminClient<LogContext>>(LogContext {
-                                client: "admin",
-                            })
+                            .create_with_context::<_, AdminClient<LogContext>>(LogContext::new(
+                                "admin",
+                            ))
                             .map_err(|e| {
                                 errors::transport("could not create the Kafka admin client", e)
                             })?;

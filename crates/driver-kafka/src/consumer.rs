@@ -23,7 +23,7 @@
 //! **Requeue.** A requeued record is delivered again by rewinding its partition to it;
 //! records after it that were already delivered are skipped (see [`crate::offsets`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -43,7 +43,7 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::{oneshot, Notify};
 
 use crate::errors;
-use crate::logging;
+use crate::logging::{self, RepeatFilter};
 use crate::mock::MockKafka;
 use crate::offsets::{Fetched, OffsetTracker, TopicPartition};
 
@@ -53,8 +53,6 @@ const MAX_POLL_SLICE: Duration = Duration::from_millis(100);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A consumer whose buffer stayed full this long pauses its partitions.
 const STALLED_AFTER: Duration = Duration::from_secs(2);
-/// Repeated consumer errors are logged at most this often.
-const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What the consumer needs besides its librdkafka configuration.
 #[derive(Debug, Clone)]
@@ -115,6 +113,7 @@ struct ConsumerCtx {
     shared: Arc<Shared>,
     /// Keeps an embedded mock cluster alive as long as this consumer.
     _mock: Option<Arc<MockKafka>>,
+    repeats: RepeatFilter,
 }
 
 impl ClientContext for ConsumerCtx {
@@ -123,7 +122,7 @@ impl ClientContext for ConsumerCtx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        logging::client_error("consumer", &error, reason);
+        logging::client_error("consumer", &error, reason, &self.repeats);
     }
 }
 
@@ -280,28 +279,6 @@ impl ConsumerCtx {
     }
 }
 
-/// Logs a recurring error once, then at most every [`ERROR_LOG_INTERVAL`].
-#[derive(Default)]
-struct ErrorLog {
-    seen: HashMap<String, (Instant, u64)>,
-}
-
-impl ErrorLog {
-    fn log(&mut self, group: &str, error: &KafkaError) {
-        let key = error.to_string();
-        let now = Instant::now();
-        let entry = self
-            .seen
-            .entry(key)
-            .or_insert((now - ERROR_LOG_INTERVAL, 0));
-        entry.1 += 1;
-        if now.duration_since(entry.0) >= ERROR_LOG_INTERVAL {
-            tracing::warn!(group, error = %error, occurrences = entry.1, "consumer error; still consuming");
-            *entry = (now, 0);
-        }
-    }
-}
-
 /// The consumer thread.
 struct Worker {
     consumer: BaseConsumer<ConsumerCtx>,
@@ -309,7 +286,7 @@ struct Worker {
     settings: ConsumerSettings,
     paused: bool,
     full_since: Option<Instant>,
-    errors: ErrorLog,
+    errors: RepeatFilter,
 }
 
 impl Worker {
@@ -346,7 +323,11 @@ impl Worker {
                         self.shared.arrived.notify_one();
                     }
                 }
-                Some(Err(e)) => self.errors.log(&self.settings.group, &e),
+                Some(Err(e)) => {
+                    if let Some(occurrences) = self.errors.admit(&e.to_string(), Instant::now()) {
+                        tracing::warn!(group = %self.settings.group, error = %e, occurrences, "consumer error; still consuming");
+                    }
+                }
             }
         }
         self.close()
@@ -515,6 +496,7 @@ impl KafkaSubscription {
             .create_with_context(ConsumerCtx {
                 shared: shared.clone(),
                 _mock: mock,
+                repeats: RepeatFilter::default(),
             })
             .map_err(|e| errors::transport("could not create the Kafka consumer", e))?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
@@ -530,7 +512,7 @@ impl KafkaSubscription {
             settings,
             paused: false,
             full_since: None,
-            errors: ErrorLog::default(),
+            errors: RepeatFilter::default(),
         };
         thread::Builder::new()
             .name(format!("kafka-consumer-{}", shared.group))

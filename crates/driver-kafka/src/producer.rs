@@ -74,7 +74,7 @@ impl KafkaProducer {
 
     fn create(&self) -> Result<Client> {
         self.config
-            .create_with_context(LogContext { client: "producer" })
+            .create_with_context(LogContext::new("producer"))
             .map_err(|e| errors::transport("could not create the Kafka producer", e))
     }
 
