@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use self::tracker::{DeliveryTracker, Tracked};
+use self::tracker::{DeliveryTracker, Sent, Tracked};
 
 use crate::driver::{CloseReport, Driver, PendingDelivery};
 use crate::error::{Error, ErrorKind, Result};
@@ -159,12 +159,14 @@ impl Transport {
                 self.inner.tracker.push(
                     &self.inner,
                     Tracked {
-                        topic: topic.to_owned(),
-                        body,
                         future,
-                        retry,
-                        send_timeout: self.send_timeout,
-                        reply,
+                        record: Sent {
+                            topic: topic.to_owned(),
+                            body,
+                            retry,
+                            send_timeout: self.send_timeout,
+                            reply,
+                        },
                     },
                 );
                 Ok(DeliveryReceipt::pending(rx))

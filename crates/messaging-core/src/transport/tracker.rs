@@ -32,11 +32,16 @@ use crate::retry::{Backoff, Retry};
 /// How long a delivery handed over while others are pending may wait to be awaited.
 pub(super) const REGISTER_EVERY: Duration = Duration::from_millis(1);
 
-/// One delivery to await.
+/// One delivery to await: the driver's pending delivery, and what settling it needs.
 pub(super) struct Tracked {
+    pub(super) future: BoxFuture<'static, Result<()>>,
+    pub(super) record: Sent,
+}
+
+/// A sent record, kept until its delivery settles (the body, to send it again).
+pub(super) struct Sent {
     pub(super) topic: String,
     pub(super) body: Bytes,
-    pub(super) future: BoxFuture<'static, Result<()>>,
     pub(super) retry: Retry,
     pub(super) send_timeout: Duration,
     pub(super) reply: oneshot::Sender<Result<()>>,
@@ -136,7 +141,7 @@ impl Drop for Running {
     }
 }
 
-type Settling = BoxFuture<'static, (Tracked, Result<()>)>;
+type Settling = BoxFuture<'static, (Sent, Result<()>)>;
 
 async fn run(inbox: Arc<Inbox>, transport: Weak<TransportInner>) {
     let _running = Running(inbox.clone());
@@ -163,12 +168,8 @@ async fn run(inbox: Arc<Inbox>, transport: Weak<TransportInner>) {
             inbox.wake.notified().await;
             continue;
         }
-        for mut t in arrived.drain(..) {
-            let future = std::mem::replace(&mut t.future, Box::pin(async { Ok(()) }));
-            pending.push(Box::pin(async move {
-                let outcome = future.await;
-                (t, outcome)
-            }));
+        for Tracked { future, record } in arrived.drain(..) {
+            pending.push(Box::pin(async move { (record, future.await) }));
         }
         if pending.is_empty() {
             continue;
@@ -184,7 +185,7 @@ async fn run(inbox: Arc<Inbox>, transport: Weak<TransportInner>) {
 
 /// A success is counted here; a failure goes to [`Transport::track`] on a task of
 /// its own, which resends as `retry` allows.
-fn settle(t: Tracked, outcome: Result<()>, transport: &Weak<TransportInner>) {
+fn settle(t: Sent, outcome: Result<()>, transport: &Weak<TransportInner>) {
     match (outcome, transport.upgrade()) {
         (Ok(()), inner) => {
             if let Some(inner) = inner {
