@@ -141,12 +141,7 @@ pub async fn foreign_records_are_skipped(h: Harness) {
     let t = h.transport().await;
     let topic = unique("foreign");
     let got = Collector::new();
-    let l = NotificationListener::builder(&t)
-        .target(Target::new(&topic))
-        .endpoint(got.endpoint())
-        .build()
-        .unwrap();
-    l.start().await.unwrap();
+    let l = listen(&t, &topic, None, got.endpoint()).await;
     let wire = t.notification_topic(&topic, Priority::Info);
     let foreign: [&[u8]; 5] = [
         b"not json at all",

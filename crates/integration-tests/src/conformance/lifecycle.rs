@@ -80,12 +80,7 @@ pub async fn lifecycle_is_idempotent(h: Harness) {
     let t = h.transport().await;
     let topic = unique("life");
     let got = Collector::new();
-    let l = NotificationListener::builder(&t)
-        .target(Target::new(&topic))
-        .endpoint(got.endpoint())
-        .build()
-        .unwrap();
-    l.start().await.unwrap();
+    let l = listen(&t, &topic, None, got.endpoint()).await;
     l.start().await.unwrap();
     notifier(&t, &[&topic])
         .info(&Context::new(), "e", &json!({"i": 0}))
