@@ -175,10 +175,12 @@ async fn a_retryable_failure_is_sent_again_and_a_final_one_reported() {
     assert_eq!((c.delivered, c.retried, c.delivery_failed), (1, 1, 1));
 }
 
-#[test]
-fn a_runtime_that_shuts_down_fails_its_receipts_and_the_next_one_tracks_again() {
+/// The first runtime shuts down with a delivery pending: its tracker task either ran
+/// (multi-threaded runtime, most of the time) or never got polled at all (current
+/// thread runtime: `block_on` returns before the spawned task runs). Both must
+/// fail the receipt and leave the transport able to track on the next runtime.
+fn runtime_shutdown_case(first_runtime: tokio::runtime::Runtime) {
     let (driver, t) = transport();
-    let first_runtime = tokio::runtime::Runtime::new().unwrap();
     let stranded = first_runtime
         .block_on(t.send("t", Bytes::from_static(b"a"), Retry::Limited(0)))
         .unwrap();
@@ -197,4 +199,18 @@ fn a_runtime_that_shuts_down_fails_its_receipts_and_the_next_one_tracks_again() 
         tx.send(Ok(())).unwrap();
         resolved(r).await.unwrap();
     });
+}
+
+#[test]
+fn a_runtime_that_shuts_down_fails_its_receipts_and_the_next_one_tracks_again() {
+    runtime_shutdown_case(tokio::runtime::Runtime::new().unwrap());
+}
+
+#[test]
+fn a_runtime_that_shuts_down_before_the_tracker_first_runs_fails_its_receipts_too() {
+    let current_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime_shutdown_case(current_thread);
 }

@@ -112,7 +112,11 @@ impl DeliveryTracker {
             Then::Nothing => {}
             Then::Wake => self.inbox.wake.notify_one(),
             Then::Start => {
-                tokio::spawn(run(self.inbox.clone(), Arc::downgrade(transport)));
+                // The guard is made here, not inside the task: a runtime that shuts
+                // down before the task's first poll drops it unpolled, and the guard
+                // must still mark it gone and fail what it held.
+                let running = Running(self.inbox.clone());
+                tokio::spawn(run(running, Arc::downgrade(transport)));
             }
         }
     }
@@ -125,8 +129,9 @@ impl Drop for DeliveryTracker {
     }
 }
 
-/// Marks the task gone, however it ends (also when its runtime drops it). What is
-/// still queued then is dropped: those receipts fail, as the pending ones do.
+/// Marks the task gone, however it ends (also when its runtime drops it, polled or
+/// not). What is still queued then is dropped: those receipts fail, as the pending
+/// ones do.
 struct Running(Arc<Inbox>);
 
 impl Drop for Running {
@@ -143,8 +148,8 @@ impl Drop for Running {
 
 type Settling = BoxFuture<'static, (Sent, Result<()>)>;
 
-async fn run(inbox: Arc<Inbox>, transport: Weak<TransportInner>) {
-    let _running = Running(inbox.clone());
+async fn run(running: Running, transport: Weak<TransportInner>) {
+    let inbox = running.0.clone();
     let mut pending: FuturesUnordered<Settling> = FuturesUnordered::new();
     let mut register = tokio::time::interval(REGISTER_EVERY);
     register.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
