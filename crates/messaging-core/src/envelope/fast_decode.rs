@@ -111,16 +111,12 @@ pub(super) fn canonical_inner(message: &str) -> Option<Result<Notification>> {
     let event_type = simple_string_after(message, &mut at, br#", "event_type": "#)?;
     let priority = simple_string_after(message, &mut at, br#", "priority": "#)?;
     let payload = value_after(message, &mut at, br#", "payload": "#)?;
-    let timestamp = simple_string_after(message, &mut at, br#", "timestamp": "#)?;
-    let context = value_after(message, &mut at, br#", "_context": "#)?;
-    if &message.as_bytes()[at..] != b"}" {
-        return None;
-    }
-    Some(fields_to_notification(
-        [message_id, publisher_id, event_type, priority, timestamp],
+    payload_onwards(
+        [message_id, publisher_id, event_type, priority],
         payload,
-        context,
-    ))
+        message,
+        at,
+    )
 }
 
 /// [`canonical_inner`] of the escaped `oslo.message` contents, reading the
@@ -141,11 +137,29 @@ pub(super) fn canonical_direct(contents: &[u8]) -> Option<Result<Notification>> 
     let rest = unescape_contents(&contents[at + PAYLOAD.len()..])?;
     let mut at = 0;
     let payload = value_after(&rest, &mut at, b"")?;
-    let timestamp = simple_string_after(&rest, &mut at, br#", "timestamp": "#)?;
-    let context = value_after(&rest, &mut at, br#", "_context": "#)?;
-    if &rest.as_bytes()[at..] != b"}" {
+    payload_onwards(
+        [message_id, publisher_id, event_type, priority],
+        payload,
+        &rest,
+        at,
+    )
+}
+
+/// The end both canonical readers share: after the fields before the payload
+/// (`[message_id, publisher_id, event_type, priority]`) and the payload, read up to
+/// `at` of `message`, the timestamp, the context and the closing brace.
+fn payload_onwards(
+    head: [&str; 4],
+    payload: Value,
+    message: &str,
+    mut at: usize,
+) -> Option<Result<Notification>> {
+    let timestamp = simple_string_after(message, &mut at, br#", "timestamp": "#)?;
+    let context = value_after(message, &mut at, br#", "_context": "#)?;
+    if &message.as_bytes()[at..] != b"}" {
         return None;
     }
+    let [message_id, publisher_id, event_type, priority] = head;
     Some(fields_to_notification(
         [message_id, publisher_id, event_type, priority, timestamp],
         payload,
