@@ -1,17 +1,8 @@
 //! The `messaging` binary, run as a user would.
 
-use std::process::Command;
+mod support;
 
-fn messaging(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_messaging"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{messaging, text};
 
 #[test]
 fn demo_shows_who_got_what() {

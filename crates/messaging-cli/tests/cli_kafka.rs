@@ -4,7 +4,9 @@
 //! Tansu broker and sets it); fails without it under `MESSAGING_REQUIRE_BROKER=1`,
 //! otherwise prints a skip note.
 
-use std::process::Command;
+mod support;
+
+use support::{messaging, text};
 
 const SETTINGS: &str =
     "create_topics=true&delivery_timeout=10&rdkafka.consumer.session.timeout.ms=6000\
@@ -21,13 +23,6 @@ fn broker_url() -> Option<String> {
             None
         }
     }
-}
-
-fn messaging(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_messaging"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
 }
 
 #[test]
@@ -53,11 +48,7 @@ fn send_then_listen_in_another_process() {
         "--count",
         "3",
     ]);
-    assert!(
-        out.status.success(),
-        "send: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
     let out = messaging(&[
         "listen",
         "--url",
@@ -74,12 +65,8 @@ fn send_then_listen_in_another_process() {
         "--timeout",
         "60",
     ]);
-    assert!(
-        out.status.success(),
-        "listen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    assert!(out.status.success(), "listen: {}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
@@ -119,11 +106,11 @@ fn bench_raw_compares_the_framework_with_rdkafka() {
         "120",
         "--json",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = text(&out.stdout);
     assert!(
         out.status.success(),
         "bench: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        text(&out.stderr)
     );
     assert!(stdout.contains("median over  2 pairs"), "{stdout}");
     let report: serde_json::Value =
