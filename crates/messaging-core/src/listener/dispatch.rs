@@ -327,24 +327,31 @@ impl ListenerLoop {
         acks: &mut Vec<DeliveryTag>,
         requeues: &mut Vec<DeliveryTag>,
     ) {
-        let mut one = None;
-        let many = match settled {
-            Settled::One(tag, verdict) => {
-                one = Some((tag, verdict));
-                Vec::new()
+        match settled {
+            Settled::One(tag, verdict) => self.settle_one(tag, verdict, acks, requeues),
+            Settled::Many(items) => {
+                for (tag, verdict) in items {
+                    self.settle_one(tag, verdict, acks, requeues);
+                }
             }
-            Settled::Many(items) => items,
-        };
-        for (tag, verdict) in one.into_iter().chain(many) {
-            match verdict {
-                Verdict::Ack => {
-                    self.stats.handled.fetch_add(1, Ordering::Relaxed);
-                    acks.push(tag);
-                }
-                Verdict::Requeue => {
-                    self.stats.requeued.fetch_add(1, Ordering::Relaxed);
-                    requeues.push(tag);
-                }
+        }
+    }
+
+    fn settle_one(
+        &self,
+        tag: DeliveryTag,
+        verdict: Verdict,
+        acks: &mut Vec<DeliveryTag>,
+        requeues: &mut Vec<DeliveryTag>,
+    ) {
+        match verdict {
+            Verdict::Ack => {
+                self.stats.handled.fetch_add(1, Ordering::Relaxed);
+                acks.push(tag);
+            }
+            Verdict::Requeue => {
+                self.stats.requeued.fetch_add(1, Ordering::Relaxed);
+                requeues.push(tag);
             }
         }
     }
