@@ -173,11 +173,9 @@ async fn run(running: Running, transport: Weak<TransportInner>) {
             inbox.wake.notified().await;
             continue;
         }
+        // Not empty now: the inbox held something, or something was pending.
         for Tracked { future, record } in arrived.drain(..) {
             pending.push(Box::pin(async move { (record, future.await) }));
-        }
-        if pending.is_empty() {
-            continue;
         }
         tokio::select! {
             biased;
