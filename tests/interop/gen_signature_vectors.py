@@ -3,11 +3,11 @@
 
 Writes, from the real ``ceilometer.publisher.utils`` of the running interpreter:
 
-* crates/messaging-telemetry/tests/data/signature_vectors.json
+* messaging-telemetry/tests/data/signature_vectors.json
     a corpus of messages with ``compute_signature(json.loads(text), secret)``;
-* crates/messaging-telemetry/tests/data/signature_random_vectors.json
+* messaging-telemetry/tests/data/signature_random_vectors.json
     300 random nested messages in the same format (message_json only);
-* crates/messaging-telemetry/tests/data/float_repr_vectors.json
+* messaging-telemetry/tests/data/float_repr_vectors.json
     IEEE-754 bit patterns with Python's ``repr(float)`` (the text Ceilometer
     feeds into the MAC for floats).
 
@@ -45,7 +45,7 @@ import sys
 from ceilometer.publisher import utils
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-DATA = os.path.join(ROOT, "crates", "messaging-telemetry", "tests", "data")
+DATA = os.path.join(ROOT, "messaging-telemetry", "tests", "data")
 
 SECRET = "s3cr3t"
 

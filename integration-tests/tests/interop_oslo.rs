@@ -80,7 +80,7 @@ fn python_and_broker() -> Option<(PathBuf, String)> {
 }
 
 fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop")
 }
 
 fn script(name: &str) -> PathBuf {

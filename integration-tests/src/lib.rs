@@ -10,26 +10,26 @@ pub mod conformance;
 pub mod support;
 
 /// The README's examples, compiled and run as doc tests.
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../../README.md")]
 pub mod readme {}
 
 /// The user guide's examples, compiled and run as doc tests.
-#[doc = include_str!("../../../docs/user-guide.md")]
+#[doc = include_str!("../../docs/user-guide.md")]
 pub mod user_guide {}
 
 /// The configuration reference's examples, compiled and run as doc tests.
-#[doc = include_str!("../../../docs/configuration.md")]
+#[doc = include_str!("../../docs/configuration.md")]
 pub mod configuration_guide {}
 
 /// The driver-writing guide's examples, compiled as doc tests.
-#[doc = include_str!("../../../docs/writing-a-driver.md")]
+#[doc = include_str!("../../docs/writing-a-driver.md")]
 pub mod writing_a_driver {}
 
 /// The RPC guide's examples, compiled and run as doc tests.
-#[doc = include_str!("../../../docs/rpc.md")]
+#[doc = include_str!("../../docs/rpc.md")]
 pub mod rpc_guide {}
 
 /// The OpenStack guide's examples (configuration mapping, telemetry), compiled and run
 /// as doc tests.
-#[doc = include_str!("../../../docs/openstack.md")]
+#[doc = include_str!("../../docs/openstack.md")]
 pub mod openstack_guide {}
