@@ -173,7 +173,7 @@ impl ListenerLoop {
         let mut requeues: Vec<DeliveryTag> = Vec::new();
         let mut batch: Vec<(DeliveryTag, Arc<Notification>)> = Vec::new();
         let mut batch_deadline: Option<Instant> = None;
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut backoff = Backoff::receive();
         let max = self.settings.max_concurrency.max(1);
         loop {
             if *stop.borrow() {
@@ -204,7 +204,7 @@ impl ListenerLoop {
                 }
                 received = self.subscription.receive(want, self.settings.poll_wait), if want > 0 => match received {
                     Ok(records) => {
-                        backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+                        backoff.reset();
                         for record in records {
                             self.accept(record, &mut acks, &mut requeues, &mut batch, &mut batch_deadline, &mut inflight).await;
                         }

@@ -118,14 +118,14 @@ async fn read_replies(
     waiters: Arc<Waiters>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    let mut backoff = Backoff::reply_receive();
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
             received = receiver.receive(256, Duration::from_secs(1)) => match received {
                 Ok(bodies) => {
-                    backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+                    backoff.reset();
                     for body in bodies {
                         route(&waiters, &body);
                     }
@@ -505,7 +505,7 @@ async fn send(
     deadline: Instant,
     expires: bool,
 ) -> Result<()> {
-    let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(100));
+    let mut backoff = Backoff::backpressure();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let request = RpcRequest {

@@ -253,7 +253,7 @@ impl ServerLoop {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut replies: Vec<RpcReply> = Vec::new();
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut backoff = Backoff::receive();
         loop {
             if *stop.borrow() {
                 break;
@@ -272,7 +272,7 @@ impl ServerLoop {
                 }
                 received = self.receiver.receive(free, Duration::from_secs(1)), if free > 0 => match received {
                     Ok(bodies) => {
-                        backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+                        backoff.reset();
                         for body in bodies {
                             self.accept(body, &mut tasks, &mut replies);
                         }

@@ -177,7 +177,7 @@ impl Transport {
     async fn accept(&self, topic: &str, body: &Bytes, retry: Retry) -> Result<PendingDelivery> {
         let started = Instant::now();
         let mut retries = 0;
-        let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(100));
+        let mut backoff = Backoff::backpressure();
         loop {
             if self.is_closed() {
                 return Err(Error::closed("transport"));
