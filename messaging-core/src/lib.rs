@@ -46,6 +46,7 @@ pub mod priority;
 pub mod registry;
 pub mod retry;
 pub mod rpc;
+mod service;
 pub mod target;
 pub mod transport;
 pub mod url;

@@ -1,4 +1,5 @@
-//! The start / stop / wait state machine shared by listeners and RPC servers.
+//! The start / stop / wait state machine shared by listeners and RPC servers
+//! (their loop is [`crate::service`]).
 //!
 //! `start` after `start` does nothing; `stop` is synchronous and idempotent and makes
 //! a later `start` refuse with [`crate::ErrorKind::Closed`]; `wait` returns once the
@@ -12,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::service::{self, Service, ServiceSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -54,14 +56,13 @@ impl Lifecycle {
         *self.stopped.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Run `setup` (given the stop signal) and spawn the future it returns, unless
-    /// already running (nothing to do) or stopped (refused). A failed setup leaves
-    /// the service startable.
-    pub(crate) async fn start<S, SFut, R>(&self, setup: S) -> Result<()>
+    /// Run `setup` and spawn the [`service::run`] loop of the service it returns,
+    /// unless already running (nothing to do) or stopped (refused). A failed setup
+    /// leaves the service startable.
+    pub(crate) async fn start<S, SFut>(&self, settings: ServiceSettings, setup: SFut) -> Result<()>
     where
-        S: FnOnce(watch::Receiver<bool>) -> SFut,
-        SFut: Future<Output = Result<R>>,
-        R: Future<Output = Result<()>> + Send + 'static,
+        S: Service,
+        SFut: Future<Output = Result<S>>,
     {
         let mut task = self.task.lock().await;
         if self.is_stopped() {
@@ -72,8 +73,12 @@ impl Lifecycle {
             State::Stopped => return Err(Error::closed(self.what)),
             State::Created => {}
         }
-        let run = setup(self.stop.subscribe()).await?;
-        task.handle = Some(tokio::spawn(run));
+        let service = setup.await?;
+        task.handle = Some(tokio::spawn(service::run(
+            service,
+            settings,
+            self.stop.subscribe(),
+        )));
         task.state = State::Running;
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! The listener's loop: fetch, decode, dispatch with bounded concurrency, settle
-//! (ack or requeue), and drain on stop.
+//! The listener as a [`Service`] of the shared loop: decode, dispatch to the
+//! endpoints (one at a time or in batches), settle (ack or requeue), and leave the
+//! pool after the drain.
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -8,17 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
-use tokio::sync::watch;
+use futures::FutureExt;
 use tokio::time::Instant;
 
 use super::endpoint::{BatchEndpoint, HandlerOutcome, HandlerResult, NotificationEndpoint};
 use crate::driver::{DeliveryTag, ReceivedRecord, Subscription};
 use crate::envelope;
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::notification::Notification;
-use crate::retry::{Backoff, Retry};
+use crate::retry::Retry;
+use crate::service::{InFlight, Service};
 use crate::transport::Transport;
 
 /// The endpoints of a listener: one at a time, or in batches.
@@ -32,12 +32,10 @@ pub(crate) enum Dispatch {
     },
 }
 
+/// What a listener does with what it received, beyond the shared loop's settings.
 #[derive(Debug, Clone)]
-pub(crate) struct LoopSettings {
+pub(crate) struct ListenerSettings {
     pub(crate) allow_requeue: bool,
-    pub(crate) max_concurrency: usize,
-    pub(crate) poll_wait: Duration,
-    pub(crate) stop_timeout: Duration,
     pub(crate) dead_letter_topic: Option<String>,
 }
 
@@ -54,47 +52,59 @@ pub(crate) struct ListenerStats {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     Ack,
     Requeue,
 }
 
 /// What a dispatch decided: one record (no list to allocate) or a batch.
-enum Settled {
+pub(crate) enum Settled {
     One(DeliveryTag, Verdict),
     Many(Vec<(DeliveryTag, Verdict)>),
 }
 
-pub(crate) struct ListenerLoop {
-    pub(crate) subscription: Box<dyn Subscription>,
-    pub(crate) dispatch: Dispatch,
-    pub(crate) settings: LoopSettings,
-    pub(crate) stats: Arc<ListenerStats>,
-    pub(crate) transport: Transport,
+/// One started listener: its subscription, and what it settled but did not flush yet.
+pub(crate) struct ListenerService {
+    subscription: Box<dyn Subscription>,
+    dispatch: Dispatch,
+    settings: ListenerSettings,
+    stats: Arc<ListenerStats>,
+    transport: Transport,
+    acks: Vec<DeliveryTag>,
+    requeues: Vec<DeliveryTag>,
+    batch: Vec<(DeliveryTag, Arc<Notification>)>,
+    batch_deadline: Option<Instant>,
 }
 
-/// Run a handler future, turning a panic into an error. Returns whether it was handled.
-async fn run_handler(fut: BoxFuture<'_, HandlerResult>, what: &str, stats: &ListenerStats) -> bool {
+/// Run a handler future. An error or a panic is counted, logged, and taken as
+/// [`HandlerOutcome::Requeue`].
+async fn run_handler(
+    fut: BoxFuture<'_, HandlerResult>,
+    what: &str,
+    stats: &ListenerStats,
+) -> HandlerOutcome {
     match AssertUnwindSafe(fut).catch_unwind().await {
-        Ok(Ok(HandlerOutcome::Handled)) => true,
+        Ok(Ok(HandlerOutcome::Handled)) => HandlerOutcome::Handled,
         Ok(Ok(HandlerOutcome::Requeue)) => {
             tracing::debug!(what, "handler asked to requeue");
-            false
+            HandlerOutcome::Requeue
         }
         Ok(Err(e)) => {
             stats.handler_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(what, error = %e, "notification handler failed");
-            false
+            HandlerOutcome::Requeue
         }
         Err(panic) => {
             stats.handler_failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(what, panic = %crate::lifecycle::panic_message(panic.as_ref()), "notification handler panicked");
-            false
+            HandlerOutcome::Requeue
         }
     }
 }
 
-fn refused(allow_requeue: bool, what: &str) -> Verdict {
+/// The verdict on a notification some endpoint did not handle: requeue it where
+/// the listener allows requeue, else acknowledge it (logged).
+fn unhandled_verdict(allow_requeue: bool, what: &str) -> Verdict {
     if allow_requeue {
         Verdict::Requeue
     } else {
@@ -118,8 +128,9 @@ async fn dispatch_one(
             continue;
         }
         taken = true;
-        if !run_handler(ep.handler.handle(n.clone()), &n.event_type, &stats).await {
-            return refused(allow_requeue, &n.event_type);
+        let outcome = run_handler(ep.handler.handle(n.clone()), &n.event_type, &stats).await;
+        if outcome == HandlerOutcome::Requeue {
+            return unhandled_verdict(allow_requeue, &n.event_type);
         }
     }
     if !taken {
@@ -142,10 +153,10 @@ async fn dispatch_batch(
             continue;
         }
         let notifications = subset.iter().map(|(_, n)| n.clone()).collect();
-        let handled = run_handler(ep.handler.handle_batch(notifications), "batch", &stats).await;
+        let outcome = run_handler(ep.handler.handle_batch(notifications), "batch", &stats).await;
         for (tag, _) in &subset {
             taken.insert(*tag);
-            if !handled {
+            if outcome == HandlerOutcome::Requeue {
                 refused_tags.insert(*tag);
             }
         }
@@ -157,7 +168,7 @@ async fn dispatch_batch(
         .iter()
         .map(|(tag, n)| {
             let v = if refused_tags.contains(tag) {
-                refused(allow_requeue, &n.event_type)
+                unhandled_verdict(allow_requeue, &n.event_type)
             } else {
                 Verdict::Ack
             };
@@ -166,115 +177,28 @@ async fn dispatch_batch(
         .collect()
 }
 
-impl ListenerLoop {
-    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
-        let mut inflight: FuturesUnordered<BoxFuture<'static, Settled>> = FuturesUnordered::new();
-        let mut acks: Vec<DeliveryTag> = Vec::new();
-        let mut requeues: Vec<DeliveryTag> = Vec::new();
-        let mut batch: Vec<(DeliveryTag, Arc<Notification>)> = Vec::new();
-        let mut batch_deadline: Option<Instant> = None;
-        let mut backoff = Backoff::receive();
-        let max = self.settings.max_concurrency.max(1);
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            let free = max.saturating_sub(inflight.len());
-            let want = match &self.dispatch {
-                Dispatch::Single(_) => free,
-                Dispatch::Batch { size, .. } if free > 0 => size.saturating_sub(batch.len()),
-                Dispatch::Batch { .. } => 0,
-            };
-            let deadline =
-                batch_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            tokio::select! {
-                biased;
-                changed = stop.changed() => {
-                    if changed.is_err() { break; }
-                }
-                Some(settled) = inflight.next(), if !inflight.is_empty() => {
-                    self.settle(settled, &mut acks, &mut requeues);
-                    while let Some(Some(more)) = inflight.next().now_or_never() {
-                        self.settle(more, &mut acks, &mut requeues);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline), if batch_deadline.is_some() && free > 0 => {
-                    batch_deadline = None;
-                    self.flush_batch(&mut batch, &mut inflight);
-                }
-                received = self.subscription.receive(want, self.settings.poll_wait), if want > 0 => match received {
-                    Ok(records) => {
-                        backoff.reset();
-                        for record in records {
-                            self.accept(record, &mut acks, &mut requeues, &mut batch, &mut batch_deadline, &mut inflight).await;
-                        }
-                    }
-                    Err(e) if e.kind() == &ErrorKind::Closed => {
-                        tracing::info!("subscription closed under the listener");
-                        break;
-                    }
-                    Err(e) => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(error = %e, ?delay, "receive failed; retrying");
-                        tokio::time::sleep(delay).await;
-                    }
-                },
-            }
-            self.flush_settled(&mut acks, &mut requeues).await;
-        }
-        self.drain(batch, inflight, acks, requeues).await
-    }
-
-    async fn accept(
-        &self,
-        record: ReceivedRecord,
-        acks: &mut Vec<DeliveryTag>,
-        requeues: &mut Vec<DeliveryTag>,
-        batch: &mut Vec<(DeliveryTag, Arc<Notification>)>,
-        batch_deadline: &mut Option<Instant>,
-        inflight: &mut FuturesUnordered<BoxFuture<'static, Settled>>,
-    ) {
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let notification = match envelope::decode(&record.body) {
-            Ok(n) => Arc::new(n),
-            Err(e) => {
-                self.skip_foreign(&record, &e).await;
-                acks.push(record.tag);
-                return;
-            }
-        };
-        match &self.dispatch {
-            Dispatch::Single(endpoints) => {
-                let fut = dispatch_one(
-                    endpoints.clone(),
-                    notification,
-                    self.settings.allow_requeue,
-                    self.stats.clone(),
-                );
-                let tag = record.tag;
-                let mut fut: BoxFuture<'static, Settled> =
-                    Box::pin(fut.map(move |v| Settled::One(tag, v)));
-                // Most handlers finish without waiting: settle those at once, and
-                // only keep the others (which are polled again from `inflight`).
-                match futures::poll!(fut.as_mut()) {
-                    std::task::Poll::Ready(settled) => self.settle(settled, acks, requeues),
-                    std::task::Poll::Pending => inflight.push(fut),
-                }
-            }
-            Dispatch::Batch { size, timeout, .. } => {
-                if batch.is_empty() {
-                    *batch_deadline = Some(Instant::now() + *timeout);
-                }
-                batch.push((record.tag, notification));
-                if batch.len() >= *size {
-                    *batch_deadline = None;
-                    self.flush_batch(batch, inflight);
-                }
-            }
+impl ListenerService {
+    pub(crate) fn new(
+        subscription: Box<dyn Subscription>,
+        dispatch: Dispatch,
+        settings: ListenerSettings,
+        stats: Arc<ListenerStats>,
+        transport: Transport,
+    ) -> Self {
+        ListenerService {
+            subscription,
+            dispatch,
+            settings,
+            stats,
+            transport,
+            acks: Vec::new(),
+            requeues: Vec::new(),
+            batch: Vec::new(),
+            batch_deadline: None,
         }
     }
 
-    async fn skip_foreign(&self, record: &ReceivedRecord, error: &crate::Error) {
+    pub(crate) async fn skip_foreign(&self, record: &ReceivedRecord, error: &crate::Error) {
         self.stats.skipped.fetch_add(1, Ordering::Relaxed);
         let preview =
             String::from_utf8_lossy(&record.body[..record.body.len().min(120)]).into_owned();
@@ -299,102 +223,135 @@ impl ListenerLoop {
         }
     }
 
-    fn flush_batch(
-        &self,
-        batch: &mut Vec<(DeliveryTag, Arc<Notification>)>,
-        inflight: &mut FuturesUnordered<BoxFuture<'static, Settled>>,
-    ) {
-        if batch.is_empty() {
-            return;
-        }
-        if let Dispatch::Batch { endpoints, .. } = &self.dispatch {
-            let items = std::mem::take(batch);
-            inflight.push(Box::pin(
-                dispatch_batch(
-                    endpoints.clone(),
-                    items,
-                    self.settings.allow_requeue,
-                    self.stats.clone(),
-                )
-                .map(Settled::Many),
-            ));
-        }
-    }
-
-    fn settle(
-        &self,
-        settled: Settled,
-        acks: &mut Vec<DeliveryTag>,
-        requeues: &mut Vec<DeliveryTag>,
-    ) {
-        match settled {
-            Settled::One(tag, verdict) => self.settle_one(tag, verdict, acks, requeues),
-            Settled::Many(items) => {
-                for (tag, verdict) in items {
-                    self.settle_one(tag, verdict, acks, requeues);
-                }
-            }
-        }
-    }
-
-    fn settle_one(
-        &self,
-        tag: DeliveryTag,
-        verdict: Verdict,
-        acks: &mut Vec<DeliveryTag>,
-        requeues: &mut Vec<DeliveryTag>,
-    ) {
+    fn settle_one(&mut self, tag: DeliveryTag, verdict: Verdict) {
         match verdict {
             Verdict::Ack => {
                 self.stats.handled.fetch_add(1, Ordering::Relaxed);
-                acks.push(tag);
+                self.acks.push(tag);
             }
             Verdict::Requeue => {
                 self.stats.requeued.fetch_add(1, Ordering::Relaxed);
-                requeues.push(tag);
+                self.requeues.push(tag);
+            }
+        }
+    }
+}
+
+impl Service for ListenerService {
+    type Item = ReceivedRecord;
+    type Done = Settled;
+    const ABANDONED: &'static str =
+        "their notifications stay unacknowledged and will be delivered again";
+
+    fn name(&self) -> &str {
+        "listener"
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedRecord>> {
+        self.subscription.receive(max, wait).await
+    }
+
+    fn wanted(&self, free: usize) -> usize {
+        match &self.dispatch {
+            Dispatch::Single(_) => free,
+            Dispatch::Batch { size, .. } if free > 0 => size.saturating_sub(self.batch.len()),
+            Dispatch::Batch { .. } => 0,
+        }
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.batch_deadline
+    }
+
+    fn release(&mut self, work: &mut InFlight<Settled>) {
+        self.batch_deadline = None;
+        if self.batch.is_empty() {
+            return;
+        }
+        if let Dispatch::Batch { endpoints, .. } = &self.dispatch {
+            let items = std::mem::take(&mut self.batch);
+            let job = dispatch_batch(
+                endpoints.clone(),
+                items,
+                self.settings.allow_requeue,
+                self.stats.clone(),
+            );
+            if let Some(settled) = work.start(Box::pin(job.map(Settled::Many))) {
+                self.settle(settled);
             }
         }
     }
 
-    async fn flush_settled(&self, acks: &mut Vec<DeliveryTag>, requeues: &mut Vec<DeliveryTag>) {
-        if !requeues.is_empty() {
-            if let Err(e) = self.subscription.requeue(requeues).await {
-                tracing::error!(error = %e, count = requeues.len(), "requeue failed; the records stay unacknowledged and come back after a restart");
+    async fn dispatch(&mut self, record: ReceivedRecord, work: &mut InFlight<Settled>) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let notification = match envelope::decode(&record.body) {
+            Ok(n) => Arc::new(n),
+            Err(e) => {
+                self.skip_foreign(&record, &e).await;
+                self.acks.push(record.tag);
+                return;
             }
-            requeues.clear();
-        }
-        if !acks.is_empty() {
-            if let Err(e) = self.subscription.ack(acks).await {
-                tracing::warn!(error = %e, count = acks.len(), "acknowledgement failed; these records may be delivered again");
+        };
+        match &self.dispatch {
+            Dispatch::Single(endpoints) => {
+                let job = dispatch_one(
+                    endpoints.clone(),
+                    notification,
+                    self.settings.allow_requeue,
+                    self.stats.clone(),
+                );
+                let tag = record.tag;
+                if let Some(settled) = work.start(Box::pin(job.map(move |v| Settled::One(tag, v))))
+                {
+                    self.settle(settled);
+                }
             }
-            acks.clear();
-        }
-    }
-
-    async fn drain(
-        self,
-        mut batch: Vec<(DeliveryTag, Arc<Notification>)>,
-        mut inflight: FuturesUnordered<BoxFuture<'static, Settled>>,
-        mut acks: Vec<DeliveryTag>,
-        mut requeues: Vec<DeliveryTag>,
-    ) -> Result<()> {
-        self.flush_batch(&mut batch, &mut inflight);
-        let deadline = Instant::now() + self.settings.stop_timeout;
-        while !inflight.is_empty() {
-            match tokio::time::timeout_at(deadline, inflight.next()).await {
-                Ok(Some(settled)) => self.settle(settled, &mut acks, &mut requeues),
-                Ok(None) => break,
-                Err(_) => {
-                    tracing::warn!(
-                        in_flight = inflight.len(),
-                        "stop deadline passed with handlers still running; their notifications stay unacknowledged and will be delivered again"
-                    );
-                    break;
+            Dispatch::Batch { size, timeout, .. } => {
+                if self.batch.is_empty() {
+                    self.batch_deadline = Some(Instant::now() + *timeout);
+                }
+                let full = self.batch.len() + 1 >= *size;
+                self.batch.push((record.tag, notification));
+                if full {
+                    self.release(work);
                 }
             }
         }
-        drop(inflight);
-        self.flush_settled(&mut acks, &mut requeues).await;
-        self.subscription.close(self.settings.stop_timeout).await
+    }
+
+    fn settle(&mut self, settled: Settled) {
+        match settled {
+            Settled::One(tag, verdict) => self.settle_one(tag, verdict),
+            Settled::Many(items) => {
+                for (tag, verdict) in items {
+                    self.settle_one(tag, verdict);
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        if !self.requeues.is_empty() {
+            if let Err(e) = self.subscription.requeue(&self.requeues).await {
+                tracing::error!(error = %e, count = self.requeues.len(), "requeue failed; the records stay unacknowledged and come back after a restart");
+            }
+            self.requeues.clear();
+        }
+        if !self.acks.is_empty() {
+            if let Err(e) = self.subscription.ack(&self.acks).await {
+                tracing::warn!(error = %e, count = self.acks.len(), "acknowledgement failed; these records may be delivered again");
+            }
+            self.acks.clear();
+        }
+    }
+
+    /// A batch being filled is handed over; the subscription stays open for the
+    /// acknowledgements of the drain.
+    async fn stop_receiving(&mut self, work: &mut InFlight<Settled>, _timeout: Duration) {
+        self.release(work);
+    }
+
+    async fn finish(self, timeout: Duration) -> Result<()> {
+        self.subscription.close(timeout).await
     }
 }

@@ -32,18 +32,25 @@ pub use endpoint::{
 };
 pub use filter::NotificationFilter;
 
-use dispatch::{Dispatch, ListenerLoop, ListenerStats, LoopSettings};
+use dispatch::{Dispatch, ListenerService, ListenerSettings, ListenerStats};
 
 use crate::driver::{StartPosition, SubscriptionSpec};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::Lifecycle;
 use crate::priority::Priority;
+use crate::service::ServiceSettings;
 use crate::transport::Transport;
 
 pub use crate::target::Target;
 
 /// Default bound on handlers running at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+
+/// How long `stop` lets handlers in flight finish, unless told otherwise.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long one receive from the subscription waits for records.
+const POLL_WAIT: Duration = Duration::from_millis(100);
 
 /// A snapshot of a listener's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,7 +80,8 @@ pub struct NotificationListenerBuilder {
     batch_endpoints: Vec<BatchEndpoint>,
     batch: Option<(usize, Duration)>,
     pool: Option<String>,
-    settings: LoopSettings,
+    settings: ListenerSettings,
+    service: ServiceSettings,
     start: StartPosition,
 }
 
@@ -117,13 +125,13 @@ impl NotificationListenerBuilder {
 
     /// Bound on handlers (or batches) running at once (default 64).
     pub fn max_concurrency(mut self, n: usize) -> Self {
-        self.settings.max_concurrency = n.max(1);
+        self.service.max_concurrency = n.max(1);
         self
     }
 
     /// How long `stop` lets handlers in flight finish (default 30 s).
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.stop_timeout = timeout;
+        self.service.stop_timeout = timeout;
         self
     }
 
@@ -192,6 +200,7 @@ impl NotificationListenerBuilder {
                 },
                 dispatch,
                 settings: self.settings,
+                service: self.service,
                 stats: Arc::new(ListenerStats::default()),
                 lifecycle: Lifecycle::new("listener"),
             }),
@@ -217,7 +226,8 @@ struct ListenerInner {
     transport: Transport,
     spec: SubscriptionSpec,
     dispatch: Dispatch,
-    settings: LoopSettings,
+    settings: ListenerSettings,
+    service: ServiceSettings,
     stats: Arc<ListenerStats>,
     lifecycle: Lifecycle,
 }
@@ -242,12 +252,14 @@ impl NotificationListener {
             batch_endpoints: Vec::new(),
             batch: None,
             pool: None,
-            settings: LoopSettings {
+            settings: ListenerSettings {
                 allow_requeue: false,
-                max_concurrency: DEFAULT_MAX_CONCURRENCY,
-                poll_wait: Duration::from_millis(100),
-                stop_timeout: Duration::from_secs(30),
                 dead_letter_topic: None,
+            },
+            service: ServiceSettings {
+                max_concurrency: DEFAULT_MAX_CONCURRENCY,
+                poll_wait: POLL_WAIT,
+                stop_timeout: DEFAULT_STOP_TIMEOUT,
             },
             start: StartPosition::Default,
         }
@@ -263,21 +275,20 @@ impl NotificationListener {
         let inner = &self.inner;
         inner
             .lifecycle
-            .start(|stop| async move {
+            .start(inner.service.clone(), async move {
                 let transport = &inner.transport;
                 if transport.is_closed() {
                     return Err(Error::closed("transport"));
                 }
                 transport.ensure_topics(&inner.spec.topics).await?;
                 let subscription = transport.driver().subscribe(inner.spec.clone()).await?;
-                let run = ListenerLoop {
+                Ok(ListenerService::new(
                     subscription,
-                    dispatch: inner.dispatch.clone(),
-                    settings: inner.settings.clone(),
-                    stats: inner.stats.clone(),
-                    transport: transport.clone(),
-                };
-                Ok(run.run(stop))
+                    inner.dispatch.clone(),
+                    inner.settings.clone(),
+                    inner.stats.clone(),
+                    transport.clone(),
+                ))
             })
             .await
     }

@@ -72,6 +72,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default bound on requests an RPC server handles at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
 
+/// How long an RPC server's `stop` lets requests in flight finish, unless told otherwise.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The operation names passed to [`crate::Driver::rpc`] (and named in
 /// [`crate::ErrorKind::Unsupported`] errors).
 pub mod operation {

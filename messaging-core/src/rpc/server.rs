@@ -9,19 +9,22 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use serde_json::{Map, Value};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
+use tokio::task::JoinError;
 
 use super::dispatcher::Dispatcher;
 use super::driver::{RpcDriver, RpcListenSpec, RpcReceiver, RpcReply};
 use super::endpoint::{RemoteError, RpcEndpoint};
 use super::wire::{self, IncomingRequest, ReplyTo};
-use super::{operation, resolve, RpcSerializer, Target, DEFAULT_MAX_CONCURRENCY};
+use super::{
+    operation, resolve, RpcSerializer, Target, DEFAULT_MAX_CONCURRENCY, DEFAULT_STOP_TIMEOUT,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::Lifecycle;
-use crate::retry::Backoff;
+use crate::service::{spawned, InFlight, Service, ServiceSettings};
 use crate::transport::Transport;
+
+/// How long one receive of requests waits.
+const POLL_WAIT: Duration = Duration::from_secs(1);
 
 /// A snapshot of a server's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,8 +54,7 @@ pub struct RpcServerBuilder {
     target: Target,
     endpoints: Vec<RpcEndpoint>,
     serializer: Option<Arc<dyn RpcSerializer>>,
-    max_concurrency: usize,
-    stop_timeout: Duration,
+    service: ServiceSettings,
 }
 
 impl RpcServerBuilder {
@@ -72,13 +74,13 @@ impl RpcServerBuilder {
     /// requests from the transport than it has room for, so the others stay
     /// available to the other servers on the topic.
     pub fn max_concurrency(mut self, n: usize) -> Self {
-        self.max_concurrency = n.max(1);
+        self.service.max_concurrency = n.max(1);
         self
     }
 
     /// How long `stop` lets requests in flight finish and reply (default 30 s).
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
-        self.stop_timeout = timeout;
+        self.service.stop_timeout = timeout;
         self
     }
 
@@ -109,8 +111,7 @@ impl RpcServerBuilder {
                 },
                 dispatcher: Arc::new(dispatcher),
                 serializer: self.serializer,
-                max_concurrency: self.max_concurrency,
-                stop_timeout: self.stop_timeout,
+                service: self.service,
                 stats: Arc::new(Stats::default()),
                 lifecycle: Lifecycle::new("RPC server"),
             }),
@@ -124,8 +125,7 @@ struct Inner {
     spec: RpcListenSpec,
     dispatcher: Arc<Dispatcher>,
     serializer: Option<Arc<dyn RpcSerializer>>,
-    max_concurrency: usize,
-    stop_timeout: Duration,
+    service: ServiceSettings,
     stats: Arc<Stats>,
     lifecycle: Lifecycle,
 }
@@ -160,8 +160,11 @@ impl RpcServer {
             target,
             endpoints: Vec::new(),
             serializer: None,
-            max_concurrency: DEFAULT_MAX_CONCURRENCY,
-            stop_timeout: Duration::from_secs(30),
+            service: ServiceSettings {
+                max_concurrency: DEFAULT_MAX_CONCURRENCY,
+                poll_wait: POLL_WAIT,
+                stop_timeout: DEFAULT_STOP_TIMEOUT,
+            },
         }
     }
 
@@ -184,24 +187,19 @@ impl RpcServer {
         let inner = &self.inner;
         inner
             .lifecycle
-            .start(|stop| async move {
+            .start(inner.service.clone(), async move {
                 if inner.transport.is_closed() {
                     return Err(Error::closed("transport"));
                 }
                 let receiver = rpc.listen(inner.spec.clone()).await?;
-                let run = ServerLoop {
+                Ok(ServerService {
                     rpc,
                     receiver,
                     dispatcher: inner.dispatcher.clone(),
                     serializer: inner.serializer.clone(),
-                    max_concurrency: inner.max_concurrency,
-                    stop_timeout: inner.stop_timeout,
                     stats: inner.stats.clone(),
                     server: inner.spec.server.clone(),
-                };
-                Ok(async move {
-                    run.run(stop).await;
-                    Ok(())
+                    replies: Vec::new(),
                 })
             })
             .await
@@ -235,107 +233,65 @@ impl RpcServer {
     }
 }
 
-struct ServerLoop {
+/// One started server: its receiver, and the replies not sent yet.
+struct ServerService {
     rpc: Arc<dyn RpcDriver>,
     receiver: Box<dyn RpcReceiver>,
     dispatcher: Arc<Dispatcher>,
     serializer: Option<Arc<dyn RpcSerializer>>,
-    max_concurrency: usize,
-    stop_timeout: Duration,
     stats: Arc<Stats>,
     server: String,
+    replies: Vec<RpcReply>,
 }
 
 /// What a finished request leaves to send: a reply for a call, nothing for a cast.
 type Done = Option<RpcReply>;
 
-impl ServerLoop {
-    async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut tasks: JoinSet<Done> = JoinSet::new();
-        let mut replies: Vec<RpcReply> = Vec::new();
-        let mut backoff = Backoff::receive();
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            let free = self.max_concurrency.saturating_sub(tasks.len());
-            tokio::select! {
-                biased;
-                changed = stop.changed() => {
-                    if changed.is_err() { break; }
-                }
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    self.collect(done, &mut replies);
-                    while let Some(done) = tasks.try_join_next() {
-                        self.collect(done, &mut replies);
-                    }
-                }
-                received = self.receiver.receive(free, Duration::from_secs(1)), if free > 0 => match received {
-                    Ok(bodies) => {
-                        backoff.reset();
-                        for body in bodies {
-                            self.accept(body, &mut tasks, &mut replies);
-                        }
-                    }
-                    Err(e) if e.kind() == &ErrorKind::Closed => {
-                        tracing::info!(server = %self.server, "RPC requests closed under the server");
-                        break;
-                    }
-                    Err(e) => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(server = %self.server, error = %e, ?delay, "receiving RPC requests failed; retrying");
-                        tokio::time::sleep(delay).await;
-                    }
-                },
-            }
-            self.flush(&mut replies).await;
-        }
-        self.drain(tasks, replies).await;
+impl Service for ServerService {
+    type Item = Bytes;
+    type Done = std::result::Result<Done, JoinError>;
+    const ABANDONED: &'static str = "their callers time out";
+
+    fn name(&self) -> &str {
+        &self.server
     }
 
-    /// Leave the topic first (what was not taken stays for the other servers), then
-    /// let the requests in flight finish and reply.
-    async fn drain(self, mut tasks: JoinSet<Done>, mut replies: Vec<RpcReply>) {
-        if let Err(e) = self.receiver.close(self.stop_timeout).await {
-            tracing::warn!(server = %self.server, error = %e, "leaving the RPC topic failed");
-        }
-        let deadline = Instant::now() + self.stop_timeout;
-        while !tasks.is_empty() {
-            match tokio::time::timeout_at(deadline, tasks.join_next()).await {
-                Ok(Some(done)) => self.collect(done, &mut replies),
-                Ok(None) => break,
-                Err(_) => {
-                    tracing::warn!(
-                        server = %self.server,
-                        in_flight = tasks.len(),
-                        "stop deadline passed with RPC methods still running; abandoning them (their callers time out)"
-                    );
-                    tasks.abort_all();
-                    break;
-                }
-            }
-        }
-        self.flush(&mut replies).await;
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Bytes>> {
+        self.receiver.receive(max, wait).await
     }
 
-    fn collect(
-        &self,
-        done: std::result::Result<Done, tokio::task::JoinError>,
-        replies: &mut Vec<RpcReply>,
-    ) {
+    async fn dispatch(&mut self, body: Bytes, work: &mut InFlight<Self::Done>) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        match wire::decode_request(&body) {
+            Ok(request) => {
+                let job = handle(
+                    request,
+                    self.dispatcher.clone(),
+                    self.serializer.clone(),
+                    self.stats.clone(),
+                );
+                if let Some(done) = work.start(spawned(job)) {
+                    self.settle(done);
+                }
+            }
+            Err(bad) => self.refuse(&body, *bad),
+        }
+    }
+
+    fn settle(&mut self, done: Self::Done) {
         match done {
-            Ok(Some(reply)) => replies.push(reply),
+            Ok(Some(reply)) => self.replies.push(reply),
             Ok(None) => {}
             Err(e) if e.is_cancelled() => {}
             Err(e) => tracing::error!(server = %self.server, error = %e, "RPC request task failed"),
         }
     }
 
-    async fn flush(&self, replies: &mut Vec<RpcReply>) {
-        if replies.is_empty() {
+    async fn flush(&mut self) {
+        if self.replies.is_empty() {
             return;
         }
-        let batch = std::mem::take(replies);
+        let batch = std::mem::take(&mut self.replies);
         let n = batch.len() as u64;
         match self.rpc.send_replies(batch).await {
             Ok(()) => {
@@ -347,34 +303,35 @@ impl ServerLoop {
         }
     }
 
-    fn accept(&self, body: Bytes, tasks: &mut JoinSet<Done>, replies: &mut Vec<RpcReply>) {
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
-        match wire::decode_request(&body) {
-            Ok(request) => {
-                let job = handle(
-                    request,
-                    self.dispatcher.clone(),
-                    self.serializer.clone(),
-                    self.stats.clone(),
-                );
-                tasks.spawn(job);
-            }
-            Err(bad) => {
-                let preview = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
-                tracing::warn!(server = %self.server, error = %bad.error, preview, "skipping a record that is not an RPC request");
-                match bad.reply {
-                    Some(to) => {
-                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                        let failure = RemoteError::new("InvalidRequest", bad.error.to_string())
-                            .with_module("messaging_core.rpc");
-                        if let Some(r) = reply_for(&to, Err(failure)) {
-                            replies.push(r);
-                        }
-                    }
-                    None => {
-                        self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                    }
+    /// Leave the topic first: what was not taken stays for the other servers.
+    async fn stop_receiving(&mut self, _work: &mut InFlight<Self::Done>, timeout: Duration) {
+        if let Err(e) = self.receiver.close(timeout).await {
+            tracing::warn!(server = %self.server, error = %e, "leaving the RPC topic failed");
+        }
+    }
+
+    async fn finish(self, _timeout: Duration) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl ServerService {
+    /// A record that is not a request: a failure reply where it says where to
+    /// reply, else a counted skip.
+    fn refuse(&mut self, body: &Bytes, bad: wire::BadRequest) {
+        let preview = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
+        tracing::warn!(server = %self.server, error = %bad.error, preview, "skipping a record that is not an RPC request");
+        match bad.reply {
+            Some(to) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                let failure = RemoteError::new("InvalidRequest", bad.error.to_string())
+                    .with_module("messaging_core.rpc");
+                if let Some(r) = reply_for(&to, Err(failure)) {
+                    self.replies.push(r);
                 }
+            }
+            None => {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
