@@ -158,13 +158,13 @@ mod tests {
         let driver: Arc<dyn Driver> = open(&url, &[]).unwrap();
         assert_eq!(driver.name(), "kafka");
         assert!(!driver.capabilities().rpc);
-        for operation in ["rpc", "rpc.call", "rpc.cast", "rpc.server"] {
+        for operation in messaging_core::rpc::RpcOperation::ALL {
             let e = driver.rpc(operation).unwrap_err();
             assert_eq!(
                 e.kind(),
                 &ErrorKind::Unsupported {
                     driver: "kafka".into(),
-                    operation: operation.into()
+                    operation: operation.as_str().into()
                 }
             );
             assert!(!e.is_retryable());

@@ -47,7 +47,7 @@ use messaging_core::driver::{
     SubscriptionSpec,
 };
 use messaging_core::options::{DriverOptions, OptionKind, OptionSpec};
-use messaging_core::rpc::RpcDriver;
+use messaging_core::rpc::{RpcDriver, RpcOperation};
 use messaging_core::{DriverRegistry, Error, ErrorKind, Result, TransportUrl};
 
 pub use broker::MemoryBroker;
@@ -186,7 +186,7 @@ impl Driver for MemoryDriver {
         Ok(CloseReport::default())
     }
 
-    fn rpc(&self, _operation: &str) -> Result<Arc<dyn RpcDriver>> {
+    fn rpc(&self, _operation: RpcOperation) -> Result<Arc<dyn RpcDriver>> {
         Ok(self.rpc.clone())
     }
 }

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use messaging_core::rpc::demo::demo_endpoint;
-use messaging_core::rpc::{RemoteError, RpcClient, RpcEndpoint, RpcSerializer, RpcServer};
+use messaging_core::rpc::{
+    RemoteError, RpcClient, RpcEndpoint, RpcOperation, RpcSerializer, RpcServer,
+};
 use messaging_core::{Context, DriverRegistry, ErrorKind, Result, Target, Transport, TransportUrl};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -566,7 +568,7 @@ async fn a_closed_transport_refuses_rpc() {
 fn memory_claims_rpc() {
     let t = transport("memory://rpc-caps");
     assert!(t.driver().capabilities().rpc);
-    assert!(t.driver().rpc("rpc.call").is_ok());
+    assert!(t.driver().rpc(RpcOperation::Call).is_ok());
 }
 
 #[test]

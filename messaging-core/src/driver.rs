@@ -15,6 +15,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
+pub mod rpc;
+
 use crate::error::Result;
 use crate::options::{DriverOptions, OptionSpec};
 use crate::url::TransportUrl;
@@ -27,8 +29,7 @@ pub struct Capabilities {
     /// A new pool (consumer group) can start from records sent before it subscribed.
     pub replays_history: bool,
     /// The driver implements RPC: [`Driver::rpc`] returns its
-    /// [`crate::rpc::RpcDriver`] for every operation (`rpc.call`, `rpc.cast`,
-    /// `rpc.fanout`, `rpc.server`). When false, each of them fails with
+    /// [`rpc::RpcDriver`] for every [`rpc::RpcOperation`]. When false, each of them fails with
     /// [`crate::ErrorKind::Unsupported`] without touching the network.
     pub rpc: bool,
     /// Records of one topic (partition) reach one pool member in the order sent.
@@ -160,15 +161,14 @@ pub trait Driver: Send + Sync + Debug {
     /// Deliver what is queued (within `timeout`) and release resources.
     async fn close(&self, timeout: Duration) -> Result<CloseReport>;
 
-    /// The RPC side of this driver, for `operation` (`rpc.call`, `rpc.cast`,
-    /// `rpc.fanout` or `rpc.server`; see [`crate::rpc::operation`]).
+    /// The RPC side of this driver (see [`rpc`]), for `operation`.
     ///
-    /// [`crate::rpc::RpcClient`] and [`crate::rpc::RpcServer`] call this before
-    /// anything else. The default refuses with [`crate::ErrorKind::Unsupported`],
-    /// naming the driver and the operation, and must not touch the network. A
-    /// driver that overrides it also sets [`Capabilities::rpc`].
-    fn rpc(&self, operation: &str) -> Result<std::sync::Arc<dyn crate::rpc::RpcDriver>> {
-        Err(crate::Error::unsupported(self.name(), operation))
+    /// The core's RPC client and server call this before anything else. The
+    /// default refuses with [`crate::ErrorKind::Unsupported`], naming the driver and
+    /// the operation, and must not touch the network. A driver that overrides it
+    /// also sets [`Capabilities::rpc`].
+    fn rpc(&self, operation: rpc::RpcOperation) -> Result<std::sync::Arc<dyn rpc::RpcDriver>> {
+        Err(crate::Error::unsupported(self.name(), operation.as_str()))
     }
 }
 

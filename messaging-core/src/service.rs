@@ -56,7 +56,10 @@ impl<D> InFlight<D> {
     pub(crate) fn start(&mut self, mut work: BoxFuture<'static, D>) -> Option<D> {
         // A no-op waker is enough: pending work is polled again (with the loop's
         // waker) as soon as it is pushed.
-        match work.as_mut().poll(&mut Context::from_waker(futures::task::noop_waker_ref())) {
+        match work
+            .as_mut()
+            .poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
+        {
             Poll::Ready(done) => Some(done),
             Poll::Pending => {
                 self.running.push(work);

@@ -15,8 +15,8 @@ use messaging_core::driver::{
     SubscriptionSpec,
 };
 use messaging_core::rpc::{
-    RemoteError, RpcClient, RpcDriver, RpcEndpoint, RpcListenSpec, RpcReceiver, RpcReply,
-    RpcReplyQueue, RpcRequest, RpcServer,
+    RemoteError, RpcClient, RpcDriver, RpcEndpoint, RpcListenSpec, RpcOperation, RpcReceiver,
+    RpcReply, RpcReplyQueue, RpcRequest, RpcServer,
 };
 use messaging_core::{
     Context, Error, ErrorKind, HandlerOutcome, NotificationEndpoint, NotificationListener,
@@ -111,7 +111,7 @@ impl Driver for Scripted {
     async fn close(&self, _timeout: Duration) -> Result<CloseReport> {
         Ok(CloseReport::default())
     }
-    fn rpc(&self, _operation: &str) -> Result<Arc<dyn RpcDriver>> {
+    fn rpc(&self, _operation: RpcOperation) -> Result<Arc<dyn RpcDriver>> {
         Ok(self.rpc.clone())
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::rpc::{RemoteError, RpcClient, RpcEndpoint, RpcServer};
+use messaging_core::rpc::{RemoteError, RpcClient, RpcEndpoint, RpcOperation, RpcServer};
 use messaging_core::{Context, Error, ErrorKind, Target, Transport};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -395,9 +395,8 @@ pub async fn rpc_stop_drains(h: Harness) {
 pub async fn rpc_capability_is_truthful(h: Harness) {
     let t = h.transport().await;
     let driver = t.driver().name().to_owned();
-    let operations = ["rpc.call", "rpc.cast", "rpc.fanout", "rpc.server"];
     if h.capabilities().rpc {
-        for op in operations {
+        for op in RpcOperation::ALL {
             assert!(
                 t.driver().rpc(op).is_ok(),
                 "{driver} claims RPC but refuses {op}"
@@ -406,8 +405,8 @@ pub async fn rpc_capability_is_truthful(h: Harness) {
         t.close(h.patience()).await.unwrap();
         return;
     }
-    for op in operations {
-        assert_unsupported(t.driver().rpc(op).map(|_| ()), &driver, op);
+    for op in RpcOperation::ALL {
+        assert_unsupported(t.driver().rpc(op).map(|_| ()), &driver, op.as_str());
     }
     let client = RpcClient::new(&t, Target::new(unique("rpc-none"))).with_timeout(h.patience());
     let ctx = Context::new();

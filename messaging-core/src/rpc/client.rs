@@ -11,9 +11,9 @@ use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::driver::{RpcAddress, RpcDelivery, RpcDriver, RpcReceiver, RpcRequest};
 use super::wire::{self, OutgoingRequest, WireFailure};
-use super::{operation, resolve, RpcSerializer, Target, DEFAULT_TIMEOUT};
+use super::{resolve, RpcSerializer, Target, DEFAULT_TIMEOUT};
+use super::{RpcAddress, RpcDelivery, RpcDriver, RpcOperation, RpcReceiver, RpcRequest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::notification::Context;
 use crate::retry::Backoff;
@@ -278,7 +278,7 @@ impl RpcClient {
         &self.shared.transport
     }
 
-    fn rpc(&self, op: &str) -> Result<Arc<dyn RpcDriver>> {
+    fn rpc(&self, op: RpcOperation) -> Result<Arc<dyn RpcDriver>> {
         self.shared.transport.driver().rpc(op)
     }
 
@@ -296,7 +296,7 @@ impl RpcClient {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let rpc = self.rpc(operation::CALL)?;
+        let rpc = self.rpc(RpcOperation::Call)?;
         let args = args_to_map(method, serde_json::to_value(args))?;
         let value = self.do_call(&rpc, ctx, method, args).await?;
         R::deserialize(value).map_err(|e| {
@@ -311,7 +311,7 @@ impl RpcClient {
     /// [`RpcClient::call`] with JSON arguments (an object, or null for none) and a
     /// JSON result: for tools that do not know the types (the CLI).
     pub async fn call_json(&self, ctx: &Context, method: &str, args: Value) -> Result<Value> {
-        let rpc = self.rpc(operation::CALL)?;
+        let rpc = self.rpc(RpcOperation::Call)?;
         let args = args_to_map(method, Ok(args))?;
         self.do_call(&rpc, ctx, method, args).await
     }
@@ -326,9 +326,9 @@ impl RpcClient {
         args: &A,
     ) -> Result<()> {
         let op = if self.target.fanout {
-            operation::FANOUT
+            RpcOperation::Fanout
         } else {
-            operation::CAST
+            RpcOperation::Cast
         };
         let rpc = self.rpc(op)?;
         let args = args_to_map(method, serde_json::to_value(args))?;
@@ -339,9 +339,9 @@ impl RpcClient {
     /// [`RpcClient::cast`] with JSON arguments.
     pub async fn cast_json(&self, ctx: &Context, method: &str, args: Value) -> Result<()> {
         let op = if self.target.fanout {
-            operation::FANOUT
+            RpcOperation::Fanout
         } else {
-            operation::CAST
+            RpcOperation::Cast
         };
         let rpc = self.rpc(op)?;
         let args = args_to_map(method, Ok(args))?;
@@ -357,14 +357,14 @@ impl RpcClient {
         method: &str,
         args: &A,
     ) -> Result<()> {
-        let rpc = self.rpc(operation::FANOUT)?;
+        let rpc = self.rpc(RpcOperation::Fanout)?;
         let args = args_to_map(method, serde_json::to_value(args))?;
         self.do_cast(&rpc, ctx, method, args, true).await
     }
 
     /// [`RpcClient::fanout`] with JSON arguments.
     pub async fn fanout_json(&self, ctx: &Context, method: &str, args: Value) -> Result<()> {
-        let rpc = self.rpc(operation::FANOUT)?;
+        let rpc = self.rpc(RpcOperation::Fanout)?;
         let args = args_to_map(method, Ok(args))?;
         self.do_cast(&rpc, ctx, method, args, true).await
     }

@@ -9,6 +9,7 @@
 //!   [`RpcEndpoint`]s by namespace, version and method name, with bounded
 //!   concurrency and a graceful stop.
 //! - [`RpcDriver`] is the small trait a transport implements; it only moves bytes.
+//!   It is part of the driver contract ([`crate::driver::rpc`]) and re-exported here.
 //!
 //! ```
 //! # async fn demo(transport: messaging_core::Transport) -> messaging_core::Result<()> {
@@ -38,7 +39,6 @@
 mod client;
 pub mod demo;
 mod dispatcher;
-mod driver;
 mod endpoint;
 mod server;
 mod wire;
@@ -48,11 +48,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use client::RpcClient;
-pub use driver::{
-    RpcAddress, RpcDelivery, RpcDriver, RpcListenSpec, RpcReceiver, RpcReply, RpcReplyQueue,
-    RpcRequest,
+pub use crate::driver::rpc::{
+    RpcAddress, RpcDelivery, RpcDriver, RpcListenSpec, RpcOperation, RpcReceiver, RpcReply,
+    RpcReplyQueue, RpcRequest,
 };
+pub use client::RpcClient;
 pub use endpoint::{RemoteError, RpcEndpoint};
 pub use server::{RpcServer, RpcServerBuilder, RpcServerCounters};
 
@@ -74,19 +74,6 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
 
 /// How long an RPC server's `stop` lets requests in flight finish, unless told otherwise.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The operation names passed to [`crate::Driver::rpc`] (and named in
-/// [`crate::ErrorKind::Unsupported`] errors).
-pub mod operation {
-    /// [`super::RpcClient::call`] and [`super::RpcClient::call_json`].
-    pub const CALL: &str = "rpc.call";
-    /// [`super::RpcClient::cast`] and [`super::RpcClient::cast_json`] (not fanout).
-    pub const CAST: &str = "rpc.cast";
-    /// [`super::RpcClient::fanout`], and a cast on a fanout target.
-    pub const FANOUT: &str = "rpc.fanout";
-    /// [`super::RpcServer::start`].
-    pub const SERVER: &str = "rpc.server";
-}
 
 /// Turns application values into JSON and back around the wire (oslo's
 /// `Serializer`). Every method defaults to passing the value through.

@@ -12,11 +12,11 @@ use serde_json::{Map, Value};
 use tokio::task::JoinError;
 
 use super::dispatcher::Dispatcher;
-use super::driver::{RpcDriver, RpcListenSpec, RpcReceiver, RpcReply};
 use super::endpoint::{RemoteError, RpcEndpoint};
 use super::wire::{self, IncomingRequest, ReplyTo};
 use super::{
-    operation, resolve, RpcSerializer, Target, DEFAULT_MAX_CONCURRENCY, DEFAULT_STOP_TIMEOUT,
+    resolve, RpcDriver, RpcListenSpec, RpcOperation, RpcReceiver, RpcReply, RpcSerializer, Target,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_STOP_TIMEOUT,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::Lifecycle;
@@ -183,7 +183,7 @@ impl RpcServer {
     /// On a transport without RPC this fails with [`ErrorKind::Unsupported`]
     /// (operation `rpc.server`) before anything else.
     pub async fn start(&self) -> Result<()> {
-        let rpc = self.inner.transport.driver().rpc(operation::SERVER)?;
+        let rpc = self.inner.transport.driver().rpc(RpcOperation::Server)?;
         let inner = &self.inner;
         inner
             .lifecycle

@@ -1,7 +1,7 @@
-//! The RPC half of a driver: it only moves bytes.
+//! The RPC half of the driver contract: it only moves bytes.
 //!
-//! [`crate::rpc::RpcClient`] and [`crate::rpc::RpcServer`] own encoding, timeouts,
-//! dispatch, serialization, concurrency and shutdown. A driver supplies four things:
+//! The core's RPC client and server own encoding, timeouts, dispatch,
+//! serialization, concurrency and shutdown. A driver supplies four things:
 //! send a request to an [`RpcAddress`], send replies to reply queues, open a reply
 //! queue for a client, and listen as a server. Received records are the encoded
 //! messages, in batches.
@@ -13,6 +13,46 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::Result;
+
+/// An RPC operation, as asked of [`crate::Driver::rpc`] and named (by
+/// [`RpcOperation::as_str`]) in [`crate::ErrorKind::Unsupported`] errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RpcOperation {
+    /// A call: a request with a reply (`rpc.call`).
+    Call,
+    /// A cast to one server, without a reply (`rpc.cast`).
+    Cast,
+    /// A cast to every server on a topic (`rpc.fanout`).
+    Fanout,
+    /// Serving requests (`rpc.server`).
+    Server,
+}
+
+impl RpcOperation {
+    /// Every operation.
+    pub const ALL: [RpcOperation; 4] = [
+        RpcOperation::Call,
+        RpcOperation::Cast,
+        RpcOperation::Fanout,
+        RpcOperation::Server,
+    ];
+
+    /// Its name in errors: `rpc.call`, `rpc.cast`, `rpc.fanout`, `rpc.server`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RpcOperation::Call => "rpc.call",
+            RpcOperation::Cast => "rpc.cast",
+            RpcOperation::Fanout => "rpc.fanout",
+            RpcOperation::Server => "rpc.server",
+        }
+    }
+}
+
+impl std::fmt::Display for RpcOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Which servers on a topic a request is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
