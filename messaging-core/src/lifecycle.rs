@@ -89,6 +89,12 @@ impl Lifecycle {
         self.stop.send_replace(true);
     }
 
+    /// `stop`, then `wait`.
+    pub(crate) async fn stop_and_wait(&self) -> Result<()> {
+        self.stop();
+        self.wait().await
+    }
+
     /// Wait for the task to end; its outcome is kept for later calls.
     pub(crate) async fn wait(&self) -> Result<()> {
         let mut task = self.task.lock().await;

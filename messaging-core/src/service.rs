@@ -28,6 +28,10 @@ use tokio::time::Instant;
 use crate::error::{ErrorKind, Result};
 use crate::retry::Backoff;
 
+/// How long `stop` lets work in flight finish, unless told otherwise (listener and
+/// RPC server alike).
+pub(crate) const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The settings the loop itself needs.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceSettings {

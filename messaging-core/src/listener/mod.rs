@@ -38,16 +38,13 @@ use crate::driver::{StartPosition, SubscriptionSpec};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::Lifecycle;
 use crate::priority::Priority;
-use crate::service::ServiceSettings;
+use crate::service::{ServiceSettings, DEFAULT_STOP_TIMEOUT};
 use crate::transport::Transport;
 
 pub use crate::target::Target;
 
 /// Default bound on handlers running at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
-
-/// How long `stop` lets handlers in flight finish, unless told otherwise.
-pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long one receive from the subscription waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(100);
@@ -305,8 +302,7 @@ impl NotificationListener {
 
     /// `stop` then `wait`.
     pub async fn stop_and_wait(&self) -> Result<()> {
-        self.stop();
-        self.wait().await
+        self.inner.lifecycle.stop_and_wait().await
     }
 
     /// The listener's counters.

@@ -72,9 +72,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default bound on requests an RPC server handles at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
 
-/// How long an RPC server's `stop` lets requests in flight finish, unless told otherwise.
-pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Turns application values into JSON and back around the wire (oslo's
 /// `Serializer`). Every method defaults to passing the value through.
 ///

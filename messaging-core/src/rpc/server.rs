@@ -16,11 +16,11 @@ use super::endpoint::{RemoteError, RpcEndpoint};
 use super::wire::{self, IncomingRequest, ReplyTo};
 use super::{
     resolve, RpcDriver, RpcListenSpec, RpcOperation, RpcReceiver, RpcReply, RpcSerializer, Target,
-    DEFAULT_MAX_CONCURRENCY, DEFAULT_STOP_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::Lifecycle;
-use crate::service::{spawned, InFlight, Service, ServiceSettings};
+use crate::service::{spawned, InFlight, Service, ServiceSettings, DEFAULT_STOP_TIMEOUT};
 use crate::transport::Transport;
 
 /// How long one receive of requests waits.
@@ -217,8 +217,7 @@ impl RpcServer {
 
     /// `stop` then `wait`.
     pub async fn stop_and_wait(&self) -> Result<()> {
-        self.stop();
-        self.wait().await
+        self.inner.lifecycle.stop_and_wait().await
     }
 
     /// The server's counters.
