@@ -1,7 +1,8 @@
 //! The loop that the notification listener and the RPC server share, on a driver
 //! whose receives the test scripts: failed receives are retried after a growing
 //! backoff, and `stop` lets work in flight finish until the stop timeout, then
-//! abandons (cancels) what is still running, for both services alike.
+//! abandons (cancels) what is still running, for both services alike; `stop` is
+//! seen while backing off.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -417,4 +418,54 @@ async fn server_drain_finishes_what_it_can_by_the_deadline() {
         .stop_and_check(&wire, stop_timeout, || server.stop(), server.wait())
         .await;
     assert_eq!(server.counters().received, 2);
+}
+
+/// Seven failed receives put the loop into a 3.2 s backoff; `stop` ends it at once.
+/// Time is paused (and advanced by tokio when idle), so the measured wait is exact
+/// however loaded the machine is.
+async fn stop_ends_a_backoff(
+    wire: &Wire,
+    stop: impl FnOnce(),
+    wait: impl std::future::Future<Output = Result<()>>,
+) {
+    until("seven receives failed", || wire.failed_at().len() >= 7).await;
+    let stopped_at = Instant::now();
+    stop();
+    wait.await.unwrap();
+    let waited = stopped_at.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "stop waited {waited:?} for the receive backoff to pass"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn listener_stops_while_backing_off() {
+    let wire = Wire::failing(usize::MAX);
+    let t = transport(&wire);
+    let listener = NotificationListener::builder(&t)
+        .target(Target::new("n"))
+        .endpoint(NotificationEndpoint::from_fn(|_n| async {
+            Ok(HandlerOutcome::Handled)
+        }))
+        .build()
+        .unwrap();
+    listener.start().await.unwrap();
+    stop_ends_a_backoff(&wire, || listener.stop(), listener.wait()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_stops_while_backing_off() {
+    let wire = Wire::failing(usize::MAX);
+    let t = transport(&wire);
+    let server = RpcServer::builder(&t, Target::new("calc").with_server("h1"))
+        .endpoint(
+            RpcEndpoint::new().method("m", |_ctx, _args: serde_json::Value| async {
+                Ok::<_, RemoteError>(())
+            }),
+        )
+        .build()
+        .unwrap();
+    server.start().await.unwrap();
+    stop_ends_a_backoff(&wire, || server.stop(), server.wait()).await;
 }
