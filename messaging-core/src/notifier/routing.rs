@@ -88,11 +88,11 @@ impl RoutingRule {
     pub fn matches(&self, event_type: &str, priority: Priority) -> bool {
         self.events
             .as_ref()
-            .map_or(true, |g| g.is_match(event_type))
+            .is_none_or(|g| g.is_match(event_type))
             && self
                 .priorities
                 .as_ref()
-                .map_or(true, |ps| ps.contains(&priority))
+                .is_none_or(|ps| ps.contains(&priority))
     }
 }
 
@@ -213,8 +213,8 @@ impl NotificationSink for RoutingSink {
 mod tests_without_files {
     #[test]
     fn from_file_names_the_missing_feature() {
-        let err = super::RoutingSink::from_file(std::path::Path::new("rules.yaml"), None)
-            .unwrap_err();
+        let err =
+            super::RoutingSink::from_file(std::path::Path::new("rules.yaml"), None).unwrap_err();
         assert_eq!(err.kind(), &super::ErrorKind::InvalidArgument);
         assert!(err.to_string().contains("routing-files"), "{err}");
     }
