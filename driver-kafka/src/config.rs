@@ -282,9 +282,11 @@ fn security_settings(
             common.insert("sasl.username".into(), user);
             common.insert("sasl.password".into(), pass);
         }
-        (None, true) => return Err(Error::invalid_url(format!(
+        (None, true) => {
+            return Err(Error::invalid_url(format!(
             "security protocol {protocol} needs credentials in the URL: kafka://user:password@host"
-        ))),
+        )))
+        }
         (Some(_), false) => tracing::warn!(
             protocol,
             "the URL has credentials but the security protocol uses no SASL: they are ignored"

@@ -86,9 +86,7 @@ impl RoutingRule {
 
     /// Whether the rule accepts a notification.
     pub fn matches(&self, event_type: &str, priority: Priority) -> bool {
-        self.events
-            .as_ref()
-            .is_none_or(|g| g.is_match(event_type))
+        self.events.as_ref().is_none_or(|g| g.is_match(event_type))
             && self
                 .priorities
                 .as_ref()
