@@ -24,8 +24,9 @@ fn example_binary(name: &str) -> PathBuf {
     path
 }
 
-fn run(name: &str, expected: &str) {
+fn run(name: &str, args: &[&str], expected: &str) {
     let out = Command::new(example_binary(name))
+        .args(args)
         .output()
         .expect("the example starts");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -39,20 +40,30 @@ fn run(name: &str, expected: &str) {
 
 #[test]
 fn notifier_listener_runs() {
-    run("notifier_listener", "3 notifications handled");
+    run("notifier_listener", &[], "3 notifications handled");
 }
 
 #[test]
 fn batch_listener_runs() {
-    run("batch_listener", "25 notifications handled in batches");
+    run("batch_listener", &[], "25 notifications handled in batches");
 }
 
 #[test]
 fn rpc_server_client_runs() {
-    run("rpc_server_client", "add(40, 2) = 42");
+    run("rpc_server_client", &[], "add(40, 2) = 42");
 }
 
 #[test]
 fn config_file_runs() {
-    run("config_file", "handled on 1 topic(s)");
+    run("config_file", &[], "handled on 1 topic(s)");
+}
+
+/// The same program on the Kafka driver, against librdkafka's embedded mock cluster.
+#[test]
+fn notifier_listener_runs_on_kafka_mock() {
+    run(
+        "notifier_listener",
+        &["kafka+mock://?create_topics=true"],
+        "3 notifications handled",
+    );
 }
