@@ -283,9 +283,10 @@ fn security_settings(
             common.insert("sasl.password".into(), pass);
         }
         (None, true) => {
+            let why = "needs credentials in the URL: kafka://user:password@host";
             return Err(Error::invalid_url(format!(
-            "security protocol {protocol} needs credentials in the URL: kafka://user:password@host"
-        )))
+                "security protocol {protocol} {why}"
+            )));
         }
         (Some(_), false) => tracing::warn!(
             protocol,
