@@ -22,8 +22,10 @@ use crate::mock::MockKafka;
 /// How long one CreateTopics request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Who creates the topics: the mock cluster, an admin client of the brokers, or no one.
+/// (Not the core's `Target`, which names a topic to send to or listen on.)
 #[derive(Debug)]
-enum Target {
+enum Creator {
     Mock(Arc<MockKafka>),
     Brokers {
         config: ClientConfig,
@@ -35,7 +37,7 @@ enum Target {
 /// Creates topics once per driver; remembers which ones exist.
 #[derive(Debug)]
 pub(crate) struct TopicAdmin {
-    target: Target,
+    creator: Creator,
     partitions: i32,
     replication_factor: i32,
     known: Mutex<HashSet<String>>,
@@ -45,13 +47,13 @@ pub(crate) struct TopicAdmin {
 impl TopicAdmin {
     /// Creates topics on the mock cluster directly (it has no admin API).
     pub(crate) fn mock(mock: Arc<MockKafka>, partitions: i32) -> Self {
-        Self::new(Target::Mock(mock), partitions, 1)
+        Self::new(Creator::Mock(mock), partitions, 1)
     }
 
     /// Creates topics through the admin API of the brokers.
     pub(crate) fn brokers(config: ClientConfig, partitions: i32, replication_factor: i32) -> Self {
         Self::new(
-            Target::Brokers {
+            Creator::Brokers {
                 config,
                 client: OnceLock::new(),
             },
@@ -62,12 +64,12 @@ impl TopicAdmin {
 
     /// Creates nothing (`create_topics=false`).
     pub(crate) fn disabled() -> Self {
-        Self::new(Target::Disabled, 1, 1)
+        Self::new(Creator::Disabled, 1, 1)
     }
 
-    fn new(target: Target, partitions: i32, replication_factor: i32) -> Self {
+    fn new(creator: Creator, partitions: i32, replication_factor: i32) -> Self {
         TopicAdmin {
-            target,
+            creator,
             partitions,
             replication_factor,
             known: Mutex::new(HashSet::new()),
@@ -77,7 +79,7 @@ impl TopicAdmin {
 
     /// Whether this admin creates topics at all.
     pub(crate) fn enabled(&self) -> bool {
-        !matches!(self.target, Target::Disabled)
+        !matches!(self.creator, Creator::Disabled)
     }
 
     fn missing(&self, topics: &[String]) -> Vec<String> {
@@ -110,16 +112,16 @@ impl TopicAdmin {
         if missing.is_empty() {
             return Ok(());
         }
-        match &self.target {
-            Target::Disabled => Ok(()),
-            Target::Mock(mock) => {
+        match &self.creator {
+            Creator::Disabled => Ok(()),
+            Creator::Mock(mock) => {
                 for topic in missing {
                     mock.create_topic(&topic, self.partitions)?;
                     self.remember(topic);
                 }
                 Ok(())
             }
-            Target::Brokers { config, client } => {
+            Creator::Brokers { config, client } => {
                 let admin = match client.get() {
                     Some(a) => a,
                     None => {

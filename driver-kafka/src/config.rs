@@ -171,172 +171,239 @@ fn scheme_suffix(url: &TransportUrl) -> Result<(Option<&'static str>, bool)> {
     })
 }
 
+/// Option values with the defaults [`crate::options::SPECS`] declares, so that no
+/// default is restated here. Values were validated when the options were resolved.
+#[derive(Clone, Copy)]
+struct Declared<'a>(&'a DriverOptions);
+
+impl Declared<'_> {
+    fn text(self, name: &str) -> Option<String> {
+        self.0
+            .get(name)
+            .or_else(|| crate::options::default_of(name))
+            .map(str::to_owned)
+    }
+
+    /// The value, lowercased; empty when unset and without a default.
+    fn lower(self, name: &str) -> String {
+        self.text(name).unwrap_or_default().to_ascii_lowercase()
+    }
+
+    fn int(self, name: &str) -> i64 {
+        self.text(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
+    }
+
+    fn secs(self, name: &str) -> Option<Duration> {
+        self.text(name)
+            .as_deref()
+            .and_then(messaging_core::options::parse_seconds)
+    }
+
+    fn flag(self, name: &str) -> bool {
+        self.text(name)
+            .as_deref()
+            .and_then(messaging_core::options::parse_bool)
+            .unwrap_or(false)
+    }
+}
+
+/// The brokers: the URL's hosts, or the mock cluster's size.
+fn brokers(url: &TransportUrl, mock: bool, o: Declared<'_>) -> Result<Brokers> {
+    if mock {
+        return Ok(Brokers::Mock {
+            brokers: o.int(MOCK_BROKERS) as i32,
+        });
+    }
+    if url.hosts().is_empty() {
+        return Err(Error::invalid_url(format!(
+            "{url} names no broker: expected kafka://host[:port][,host2[:port2]]"
+        )));
+    }
+    let servers: Vec<String> = url
+        .hosts()
+        .iter()
+        .map(|h| h.address(DEFAULT_PORT))
+        .collect();
+    Ok(Brokers::Servers(servers.join(",")))
+}
+
+/// The security protocol: the option, else the scheme's, else SASL_PLAINTEXT when
+/// the URL has credentials, else PLAINTEXT.
+fn security_protocol(
+    url: &TransportUrl,
+    o: Declared<'_>,
+    implied: Option<&'static str>,
+    sasl_by_credentials: bool,
+) -> Result<String> {
+    let explicit = o.text(SECURITY_PROTOCOL).map(|p| p.to_ascii_uppercase());
+    Ok(match (explicit, implied) {
+        (Some(e), Some(i)) if e != i => {
+            return Err(Error::invalid_option(
+                SECURITY_PROTOCOL,
+                format!(
+                    "security_protocol={e} contradicts the URL scheme {:?}, which implies {i}",
+                    url.scheme()
+                ),
+            ))
+        }
+        (Some(e), _) => e,
+        (None, Some(i)) => i.to_owned(),
+        (None, None) if sasl_by_credentials => "SASL_PLAINTEXT".to_owned(),
+        (None, None) => "PLAINTEXT".to_owned(),
+    })
+}
+
+/// Settings every client shares: protocol, SASL credentials (from the first host
+/// that has them), SSL files and the client id.
+fn security_settings(
+    url: &TransportUrl,
+    o: Declared<'_>,
+    implied: Option<&'static str>,
+    mock: bool,
+) -> Result<BTreeMap<String, String>> {
+    let credentials = url.hosts().iter().find(|h| h.username.is_some()).map(|h| {
+        (
+            h.username.clone().unwrap_or_default(),
+            h.password().unwrap_or_default().to_owned(),
+        )
+    });
+    let protocol = security_protocol(url, o, implied, credentials.is_some() && !mock)?;
+    let mut common = BTreeMap::new();
+    match (credentials, protocol.starts_with("SASL")) {
+        (Some((user, pass)), true) => {
+            common.insert(
+                "sasl.mechanism".into(),
+                o.text(SASL_MECHANISM)
+                    .unwrap_or_default()
+                    .to_ascii_uppercase(),
+            );
+            common.insert("sasl.username".into(), user);
+            common.insert("sasl.password".into(), pass);
+        }
+        (None, true) => {
+            let why = "needs credentials in the URL: kafka://user:password@host";
+            return Err(Error::invalid_url(format!(
+                "security protocol {protocol} {why}"
+            )));
+        }
+        (Some(_), false) => tracing::warn!(
+            protocol,
+            "the URL has credentials but the security protocol uses no SASL: they are ignored"
+        ),
+        (None, false) => {}
+    }
+    common.insert("security.protocol".into(), protocol);
+    for (option, key) in [
+        (SSL_CAFILE, "ssl.ca.location"),
+        (SSL_CLIENT_CERT_FILE, "ssl.certificate.location"),
+        (SSL_CLIENT_KEY_FILE, "ssl.key.location"),
+        (SSL_CLIENT_KEY_PASSWORD, "ssl.key.password"),
+        (CLIENT_ID, "client.id"),
+    ] {
+        if let Some(v) = o.text(option).filter(|v| !v.is_empty()) {
+            common.insert(key.into(), v);
+        }
+    }
+    Ok(common)
+}
+
+/// Sort `rdkafka.*` keys into `common` (unscoped) and per-role scopes, refusing
+/// [`RESERVED_PASSTHROUGH`] keys.
+fn passthrough(
+    options: &DriverOptions,
+    common: &mut BTreeMap<String, String>,
+) -> Result<BTreeMap<&'static str, BTreeMap<String, String>>> {
+    let mut scoped: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
+    for (key, value) in options.passthrough() {
+        let Some(rest) = key.strip_prefix(PASSTHROUGH_PREFIX) else {
+            continue;
+        };
+        let (scope, setting) = ["producer.", "consumer.", "admin."]
+            .iter()
+            .find_map(|s| rest.strip_prefix(s).map(|r| (Some(*s), r)))
+            .unwrap_or((None, rest));
+        if let Some((_, why)) = RESERVED_PASSTHROUGH.iter().find(|(k, _)| *k == setting) {
+            return Err(Error::invalid_option(
+                key,
+                format!("{key} cannot be passed through: {why}"),
+            ));
+        }
+        let target = match scope {
+            Some(s) => scoped.entry(s).or_default(),
+            None => &mut *common,
+        };
+        target.insert(setting.to_owned(), value.clone());
+    }
+    Ok(scoped)
+}
+
+/// `acks` as librdkafka spells it, and whether the producer is idempotent (which
+/// needs `acks=all`).
+fn acks_and_idempotence(o: Declared<'_>) -> Result<(&'static str, bool)> {
+    let acks = match o.lower(ACKS).as_str() {
+        "1" => "1",
+        "0" => "0",
+        _ => "all",
+    };
+    let idempotence = o.flag(IDEMPOTENCE);
+    if idempotence && acks != "all" {
+        return Err(Error::invalid_option(
+            ACKS,
+            format!("acks={acks} needs idempotence=false: an idempotent producer waits for all in-sync replicas"),
+        ));
+    }
+    Ok((acks, idempotence))
+}
+
 impl KafkaConfig {
     /// Parse a `kafka://` URL and its validated options.
     pub fn from_url(url: &TransportUrl, options: &DriverOptions) -> Result<Self> {
-        let text = |n: &str| options.get(n).map(str::to_owned);
-        let int = |n: &str| options.int(n).unwrap_or_default();
-        let secs = |n: &str| options.seconds(n);
-        let flag = |n: &str| options.bool(n).unwrap_or(false);
-
+        let o = Declared(options);
         let (implied_protocol, mock) = scheme_suffix(url)?;
-        let brokers = if mock {
-            Brokers::Mock {
-                brokers: int(MOCK_BROKERS).clamp(1, 16) as i32,
-            }
-        } else {
-            if url.hosts().is_empty() {
-                return Err(Error::invalid_url(format!(
-                    "{url} names no broker: expected kafka://host[:port][,host2[:port2]]"
-                )));
-            }
-            let servers: Vec<String> = url
-                .hosts()
-                .iter()
-                .map(|h| h.address(DEFAULT_PORT))
-                .collect();
-            Brokers::Servers(servers.join(","))
-        };
-
-        let mut common = BTreeMap::new();
-        let credentials = url.hosts().iter().find(|h| h.username.is_some()).map(|h| {
-            (
-                h.username.clone().unwrap_or_default(),
-                h.password().unwrap_or_default().to_owned(),
-            )
-        });
-        let explicit = text(SECURITY_PROTOCOL).map(|p| p.to_ascii_uppercase());
-        let protocol = match (explicit.as_deref(), implied_protocol) {
-            (Some(e), Some(i)) if e != i => {
-                return Err(Error::invalid_option(
-                    SECURITY_PROTOCOL,
-                    format!(
-                        "security_protocol={e} contradicts the URL scheme {:?}, which implies {i}",
-                        url.scheme()
-                    ),
-                ))
-            }
-            (Some(e), _) => e.to_owned(),
-            (None, Some(i)) => i.to_owned(),
-            (None, None) if credentials.is_some() && !mock => "SASL_PLAINTEXT".to_owned(),
-            (None, None) => "PLAINTEXT".to_owned(),
-        };
-        let sasl = protocol.starts_with("SASL");
-        match (&credentials, sasl) {
-            (Some((user, pass)), true) => {
-                let mechanism = text(SASL_MECHANISM)
-                    .unwrap_or_else(|| "PLAIN".into())
-                    .to_ascii_uppercase();
-                common.insert("sasl.mechanism".into(), mechanism);
-                common.insert("sasl.username".into(), user.clone());
-                common.insert("sasl.password".into(), pass.clone());
-            }
-            (None, true) => {
-                return Err(Error::invalid_url(format!(
-                    "security protocol {protocol} needs credentials in the URL: kafka://user:password@host"
-                )))
-            }
-            (Some(_), false) => tracing::warn!(
-                protocol,
-                "the URL has credentials but the security protocol uses no SASL: they are ignored"
-            ),
-            (None, false) => {}
-        }
-        common.insert("security.protocol".into(), protocol.clone());
-        for (option, key) in [
-            (SSL_CAFILE, "ssl.ca.location"),
-            (SSL_CLIENT_CERT_FILE, "ssl.certificate.location"),
-            (SSL_CLIENT_KEY_FILE, "ssl.key.location"),
-            (SSL_CLIENT_KEY_PASSWORD, "ssl.key.password"),
-        ] {
-            if let Some(v) = text(option).filter(|v| !v.is_empty()) {
-                common.insert(key.into(), v);
-            }
-        }
-        if let Some(id) = text(CLIENT_ID).filter(|v| !v.is_empty()) {
-            common.insert("client.id".into(), id);
-        }
-
-        let mut scoped: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
-        for (key, value) in options.passthrough() {
-            let Some(rest) = key.strip_prefix(PASSTHROUGH_PREFIX) else {
-                continue;
-            };
-            let (scope, setting) = ["producer.", "consumer.", "admin."]
-                .iter()
-                .find_map(|s| rest.strip_prefix(s).map(|r| (Some(*s), r)))
-                .unwrap_or((None, rest));
-            if let Some((_, why)) = RESERVED_PASSTHROUGH.iter().find(|(k, _)| *k == setting) {
-                return Err(Error::invalid_option(
-                    key,
-                    format!("{key} cannot be passed through: {why}"),
-                ));
-            }
-            match scope {
-                Some(s) => {
-                    scoped
-                        .entry(s)
-                        .or_default()
-                        .insert(setting.to_owned(), value.clone());
-                }
-                None => {
-                    common.insert(setting.to_owned(), value.clone());
-                }
-            }
-        }
-
-        let acks = match text(ACKS).unwrap_or_default().to_ascii_lowercase().as_str() {
-            "1" => "1",
-            "0" => "0",
-            _ => "all",
-        };
-        let idempotence = options.bool(IDEMPOTENCE).unwrap_or(true);
-        if idempotence && acks != "all" {
-            return Err(Error::invalid_option(
-                ACKS,
-                format!("acks={acks} needs idempotence=false: an idempotent producer waits for all in-sync replicas"),
-            ));
-        }
-        let compression = text(COMPRESSION)
-            .or_else(|| text(COMPRESSION_CODEC))
-            .unwrap_or_else(|| "none".into())
-            .to_ascii_lowercase();
-        let auto_offset_reset = match text(AUTO_OFFSET_RESET)
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "latest" => "latest",
-            _ => "earliest",
-        };
+        let brokers = brokers(url, mock, o)?;
+        let mut common = security_settings(url, o, implied_protocol, mock)?;
+        let scoped = passthrough(options, &mut common)?;
+        let (acks, idempotence) = acks_and_idempotence(o)?;
         Ok(KafkaConfig {
             brokers,
             common,
             scoped,
             acks,
             idempotence,
-            linger: secs(LINGER)
-                .or_else(|| secs(PRODUCER_BATCH_TIMEOUT))
+            linger: o
+                .secs(LINGER)
+                .or_else(|| o.secs(PRODUCER_BATCH_TIMEOUT))
                 .unwrap_or_default(),
-            batch_size: int(PRODUCER_BATCH_SIZE).max(1),
-            compression,
-            delivery_timeout: secs(DELIVERY_TIMEOUT).unwrap_or(Duration::from_secs(30)),
-            max_fetch_bytes: int(KAFKA_MAX_FETCH_BYTES).max(1),
-            consumer_poll: secs(KAFKA_CONSUMER_TIMEOUT)
-                .unwrap_or(Duration::from_secs(1))
+            batch_size: o.int(PRODUCER_BATCH_SIZE),
+            compression: o
+                .text(COMPRESSION)
+                .or_else(|| o.text(COMPRESSION_CODEC))
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+            delivery_timeout: o.secs(DELIVERY_TIMEOUT).unwrap_or_default(),
+            max_fetch_bytes: o.int(KAFKA_MAX_FETCH_BYTES),
+            // At most a second between looks at the stop flag; at least 10 ms of waiting.
+            consumer_poll: o
+                .secs(KAFKA_CONSUMER_TIMEOUT)
+                .unwrap_or_default()
                 .clamp(Duration::from_millis(10), Duration::from_secs(1)),
-            consumer_group: text(CONSUMER_GROUP)
+            consumer_group: o
+                .text(CONSUMER_GROUP)
                 .filter(|g| !g.is_empty())
-                .unwrap_or_else(|| "oslo_messaging_consumer".into()),
-            enable_auto_commit: flag(ENABLE_AUTO_COMMIT),
-            max_poll_records: int(MAX_POLL_RECORDS).max(1) as usize,
-            auto_offset_reset,
-            create_topics: flag(CREATE_TOPICS),
-            topic_partitions: int(TOPIC_PARTITIONS).clamp(1, 100_000) as i32,
-            topic_replication_factor: options
-                .int(TOPIC_REPLICATION_FACTOR)
-                .unwrap_or(-1)
-                .clamp(-1, 1000) as i32,
+                .or_else(|| crate::options::default_of(CONSUMER_GROUP).map(str::to_owned))
+                .unwrap_or_default(),
+            enable_auto_commit: o.flag(ENABLE_AUTO_COMMIT),
+            max_poll_records: o.int(MAX_POLL_RECORDS) as usize,
+            auto_offset_reset: if o.lower(AUTO_OFFSET_RESET) == "latest" {
+                "latest"
+            } else {
+                "earliest"
+            },
+            create_topics: o.flag(CREATE_TOPICS),
+            topic_partitions: o.int(TOPIC_PARTITIONS) as i32,
+            topic_replication_factor: o.int(TOPIC_REPLICATION_FACTOR) as i32,
         })
     }
 
@@ -515,6 +582,17 @@ mod tests {
                 start,
             })
             .unwrap()
+    }
+
+    #[test]
+    fn unresolved_options_read_the_declared_defaults() {
+        let url = TransportUrl::parse("kafka://h").unwrap();
+        let bare = KafkaConfig::from_url(&url, &DriverOptions::default()).unwrap();
+        let resolved = parse("kafka://h").unwrap();
+        assert_eq!(format!("{bare:?}"), format!("{resolved:?}"));
+        assert_eq!(bare.consumer_group, "oslo_messaging_consumer");
+        assert_eq!(bare.delivery_timeout, Duration::from_secs(30));
+        assert_eq!(bare.max_poll_records, 500);
     }
 
     #[test]

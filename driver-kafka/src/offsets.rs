@@ -130,7 +130,7 @@ impl OffsetTracker {
         let deliver = match state.outstanding.get(&offset) {
             Some(Slot::Requeued) => true,
             Some(Slot::Delivered(_)) => false,
-            None => state.highest.map_or(true, |h| offset > h),
+            None => state.highest.is_none_or(|h| offset > h),
         };
         if !deliver {
             return Fetched::Skip;
@@ -166,7 +166,7 @@ impl OffsetTracker {
             return false;
         };
         state.outstanding.insert(offset, Slot::Requeued);
-        if state.next_fetch.map_or(true, |next| offset < next) {
+        if state.next_fetch.is_none_or(|next| offset < next) {
             state.pending_seek = Some(state.pending_seek.map_or(offset, |s| s.min(offset)));
         }
         true

@@ -244,6 +244,11 @@ pub static SPECS: &[OptionSpec] = &[
     ),
 ];
 
+/// The default [`SPECS`] declares for an option (`None`: unset, or no such option).
+pub(crate) fn default_of(name: &str) -> Option<&'static str> {
+    SPECS.iter().find(|s| s.name == name)?.default
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

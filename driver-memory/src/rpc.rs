@@ -60,7 +60,7 @@ impl Inbox {
     }
 
     fn has_room(&self, items: &VecDeque<Item>) -> bool {
-        self.capacity.map_or(true, |c| items.len() < c)
+        self.capacity.is_none_or(|c| items.len() < c)
     }
 
     /// Take up to `max` live messages; expired ones are dropped on the way.

@@ -51,6 +51,31 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
     let transport = Transport::open(&a.url)?;
     let tally: Tally = Arc::default();
     println!("== messaging demo on {} ==", transport.url());
+    let listeners = start_listeners(&transport, &a.topic, &tally).await?;
+    emit_notifications(&transport, &a.topic).await?;
+    wait_for_tally(&tally).await;
+    for l in &listeners {
+        l.stop_and_wait().await?;
+    }
+    print_tally(&tally);
+    println!("\nRPC (request/reply):");
+    match rpc_exchange(&transport).await {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), messaging_core::ErrorKind::Unsupported { .. }) => {
+            println!("  not on this transport: {e}");
+        }
+        Err(e) => return Err(e),
+    }
+    transport.close(Duration::from_secs(10)).await?;
+    Ok(())
+}
+
+/// The four listeners of the tour: two full copies, a filtered one, a batch one.
+async fn start_listeners(
+    transport: &Transport,
+    topic: &str,
+    tally: &Tally,
+) -> Result<[NotificationListener; 4]> {
     println!("Listeners:");
     println!("  * pool 'audit'   : every notification (all priorities)");
     println!("  * pool 'billing' : every notification, second independent copy");
@@ -59,15 +84,15 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
         "  * pool 'metering': a batch listener for samples (batches of up to 4, 200 ms timeout)"
     );
     let audit = listener(
-        &transport,
-        &a.topic,
+        transport,
+        topic,
         "audit",
         recording_endpoint(tally.clone(), "audit"),
     )
     .await?;
     let billing = listener(
-        &transport,
-        &a.topic,
+        transport,
+        topic,
         "billing",
         recording_endpoint(tally.clone(), "billing"),
     )
@@ -75,7 +100,7 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
     let alerts_endpoint = recording_endpoint(tally.clone(), "alerts")
         .priorities([Priority::Error, Priority::Critical])
         .filter(NotificationFilter::new().publisher_id(r"compute\.")?);
-    let alerts = listener(&transport, &a.topic, "alerts", alerts_endpoint).await?;
+    let alerts = listener(transport, topic, "alerts", alerts_endpoint).await?;
     let batches = {
         let tally = tally.clone();
         BatchEndpoint::from_batch_fn(move |batch| {
@@ -100,19 +125,23 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
         })
         .priorities([Priority::Sample])
     };
-    let metering = NotificationListener::builder(&transport)
-        .target(Target::new(&a.topic))
+    let metering = NotificationListener::builder(transport)
+        .target(Target::new(topic))
         .pool("metering")
         .batch_endpoint(batches)
         .batch(4, Duration::from_millis(200))
         .build()?;
     metering.start().await?;
+    Ok([audit, billing, alerts, metering])
+}
 
+/// Every service's notifications, each awaited until the broker acknowledged it.
+async fn emit_notifications(transport: &Transport, topic: &str) -> Result<()> {
     println!("\nServices emitting:");
     let base = Notifier::builder()
         .publisher_id("demo")
-        .topic(&a.topic)
-        .transport(&transport)
+        .topic(topic)
+        .transport(transport)
         .build()?;
     let compute = base.prepare(Some("compute.host1"), None);
     let image = base.prepare(Some("image.host2"), None);
@@ -198,6 +227,12 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
     for r in receipts {
         r.delivered().await?;
     }
+    Ok(())
+}
+
+/// Wait (up to 20 s) until every listener got what it should, then a little longer
+/// for the last batch.
+async fn wait_for_tally(tally: &Tally) {
     // 5 non-sample notifications for audit and billing, 1 for alerts, 6 samples in batches.
     let want = |who: &str, n: usize| {
         let tally = tally.clone();
@@ -221,9 +256,9 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    for l in [&audit, &billing, &alerts, &metering] {
-        l.stop_and_wait().await?;
-    }
+}
+
+fn print_tally(tally: &Tally) {
     println!("\nWho got what:");
     for (who, items) in tally.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         println!("  {who} ({}):", items.len());
@@ -235,16 +270,6 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
         "\nNote: the context's auth_token was removed before sending; every pool got its own copy;"
     );
     println!("the alerts pool saw only compute's error; samples arrived in batches.");
-    println!("\nRPC (request/reply):");
-    match rpc_exchange(&transport).await {
-        Ok(()) => {}
-        Err(e) if matches!(e.kind(), messaging_core::ErrorKind::Unsupported { .. }) => {
-            println!("  not on this transport: {e}");
-        }
-        Err(e) => return Err(e),
-    }
-    transport.close(Duration::from_secs(10)).await?;
-    Ok(())
 }
 
 async fn listener(

@@ -5,7 +5,6 @@
 //! a Kafka cluster.
 
 mod bench;
-mod bench_raw;
 mod demo;
 mod listen;
 mod rpc;

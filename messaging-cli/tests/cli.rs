@@ -34,6 +34,20 @@ fn bench_prints_a_json_report_last() {
     assert!(
         report["latency_p99_us"].as_u64().unwrap() >= report["latency_p50_us"].as_u64().unwrap()
     );
+    // The keys docs/user-guide.md documents.
+    for key in [
+        "url",
+        "payload_size",
+        "record_bytes",
+        "notify_per_sec",
+        "delivered_per_sec",
+        "latency_max_us",
+        "baseline_json_round_trip_per_sec",
+        "end_to_end_vs_baseline",
+    ] {
+        assert!(!report[key].is_null(), "no {key} in {report}");
+    }
+    assert!(report["end_to_end_vs_baseline"].as_f64().unwrap() > 0.0);
 }
 
 #[test]

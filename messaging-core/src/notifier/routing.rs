@@ -16,6 +16,11 @@
 //! A notification goes to a sink when any rule for that sink matches: every
 //! criterion a rule gives must match, and a rule with neither matches everything.
 //! Each sink gets a notification at most once.
+//!
+//! Reading rules files needs the crate's `routing-files` feature (on by default;
+//! it brings in the YAML and TOML parsers). Without it, rules built in code with
+//! [`RoutingRule::new`] work the same, and [`RoutingSink::from_file`] returns an
+//! `InvalidArgument` error that names the feature.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,9 +28,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use serde::Deserialize;
 
-use super::{sink_by_name, NotificationSink};
+#[cfg(feature = "routing-files")]
+use super::sink_by_name;
+use super::NotificationSink;
 use crate::error::{Error, ErrorKind, Result};
 use crate::notification::OutgoingNotification;
 use crate::priority::Priority;
@@ -80,17 +86,16 @@ impl RoutingRule {
 
     /// Whether the rule accepts a notification.
     pub fn matches(&self, event_type: &str, priority: Priority) -> bool {
-        self.events
-            .as_ref()
-            .map_or(true, |g| g.is_match(event_type))
+        self.events.as_ref().is_none_or(|g| g.is_match(event_type))
             && self
                 .priorities
                 .as_ref()
-                .map_or(true, |ps| ps.contains(&priority))
+                .is_none_or(|ps| ps.contains(&priority))
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[cfg(feature = "routing-files")]
+#[derive(Debug, serde::Deserialize)]
 struct RuleText {
     accepted_events: Option<Vec<String>>,
     accepted_priorities: Option<Vec<String>>,
@@ -121,13 +126,14 @@ impl RoutingSink {
     }
 
     /// Parse rules from YAML (or TOML with `toml = true`) text.
+    #[cfg(feature = "routing-files")]
     pub fn parse_rules(text: &str, toml: bool) -> Result<Vec<RoutingRule>> {
         let groups: BTreeMap<String, BTreeMap<String, RuleText>> = if toml {
             ::toml::from_str(text).map_err(|e| {
                 Error::new(ErrorKind::InvalidArgument, "bad routing rules (TOML)").with_source(e)
             })?
         } else {
-            serde_yaml::from_str(text).map_err(|e| {
+            yaml_serde::from_str(text).map_err(|e| {
                 Error::new(ErrorKind::InvalidArgument, "bad routing rules (YAML)").with_source(e)
             })?
         };
@@ -145,6 +151,7 @@ impl RoutingSink {
     }
 
     /// Load rules from a file and build the sinks they name by oslo's driver names.
+    #[cfg(feature = "routing-files")]
     pub fn from_file(path: &Path, transport: Option<&Transport>) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::new(
@@ -162,6 +169,19 @@ impl RoutingSink {
             }
         }
         Self::new(rules, sinks)
+    }
+
+    /// Without the `routing-files` feature there is no rules-file parser: this
+    /// always fails, naming the feature.
+    #[cfg(not(feature = "routing-files"))]
+    pub fn from_file(path: &Path, _transport: Option<&Transport>) -> Result<Self> {
+        Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "cannot read routing rules {}: messaging-core was built without its \"routing-files\" feature",
+                path.display()
+            ),
+        ))
     }
 }
 
@@ -187,7 +207,18 @@ impl NotificationSink for RoutingSink {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "routing-files")))]
+mod tests_without_files {
+    #[test]
+    fn from_file_names_the_missing_feature() {
+        let err =
+            super::RoutingSink::from_file(std::path::Path::new("rules.yaml"), None).unwrap_err();
+        assert_eq!(err.kind(), &super::ErrorKind::InvalidArgument);
+        assert!(err.to_string().contains("routing-files"), "{err}");
+    }
+}
+
+#[cfg(all(test, feature = "routing-files"))]
 mod tests {
     use super::*;
     use crate::notifier::RecordingSink;

@@ -1,51 +1,27 @@
-//! One Kafka consumer per listener: at-least-once, cancel-safe, rebalance-aware.
-//!
-//! **Threading.** Each subscription owns a dedicated thread that is the only user of
-//! its librdkafka consumer: it polls continuously (so group membership, heartbeats
-//! and rebalances never depend on how fast the listener handles records), stores
-//! handled offsets, rewinds for requeues and finally closes the consumer. The async
-//! side talks to it through a small shared state (a buffer of fetched records, the
-//! [`OffsetTracker`], a stop flag).
-//!
-//! **Cancel safety.** [`Subscription::receive`] only waits for a notification and then
-//! moves records out of the buffer in one synchronous step: dropping the future at
-//! any point loses nothing.
-//!
-//! **Commits.** librdkafka's offset auto-store is off; the driver stores, per
-//! partition, the first offset not yet acknowledged (everything before it was
-//! handled), and librdkafka's auto-commit commits what was stored, every 250 ms (5 s
-//! with `enable_auto_commit=true`), on revocation and on close.
-//!
-//! **Backpressure.** With `max_poll_records` fetched-but-undelivered records, the
-//! thread stops fetching and waits for the listener, polling only to keep its group
-//! membership; after 2 s of that it also pauses its partitions, until there is room.
-//!
-//! **Requeue.** A requeued record is delivered again by rewinding its partition to it;
-//! records after it that were already delivered are skipped (see [`crate::offsets`]).
+//! The consumer thread: the only user of its librdkafka consumer. It polls, fills
+//! the shared buffer, stores handled offsets, rewinds for requeues, answers
+//! rebalances (through [`ConsumerCtx`]) and finally closes the consumer. Everything
+//! the async side of [`super::KafkaSubscription`] does goes through [`Shared`].
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use messaging_core::{
-    DeliveryTag, Error, ErrorKind, ReceivedRecord, Result, StartPosition, Subscription,
-};
+use messaging_core::{Error, ErrorKind, ReceivedRecord, Result, StartPosition};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
+use super::{Buffered, ConsumerSettings, Shared};
 use crate::errors;
 use crate::logging::{self, RepeatFilter};
 use crate::mock::MockKafka;
-use crate::offsets::{Fetched, OffsetTracker, TopicPartition};
+use crate::offsets::{Fetched, TopicPartition};
 
 /// How long the consumer thread blocks in one poll at most.
 const MAX_POLL_SLICE: Duration = Duration::from_millis(100);
@@ -54,58 +30,48 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A consumer whose buffer stayed full this long pauses its partitions.
 const STALLED_AFTER: Duration = Duration::from_secs(2);
 
-/// What the consumer needs besides its librdkafka configuration.
-#[derive(Debug, Clone)]
-pub(crate) struct ConsumerSettings {
-    pub(crate) group: String,
-    pub(crate) topics: Vec<String>,
-    pub(crate) start: StartPosition,
-    pub(crate) max_buffered: usize,
-    pub(crate) poll: Duration,
-}
-
-struct Buffered {
-    tp: TopicPartition,
-    record: ReceivedRecord,
-}
-
-#[derive(Default)]
-struct State {
-    /// Fetched, not handed to the listener yet.
-    buffer: VecDeque<Buffered>,
-    tracker: OffsetTracker,
-    /// Positions to store (the thread stores them).
-    to_store: BTreeMap<TopicPartition, i64>,
-    /// The assignment changed since the thread last looked (to re-apply a pause).
-    assignment_changed: bool,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    /// Wakes a waiting `receive`.
-    arrived: Notify,
-    /// Wakes the consumer thread when the listener took records from a full buffer.
-    room: Condvar,
-    /// Asks the thread to close the consumer.
-    stop: AtomicBool,
-    group: String,
-    start: StartPosition,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
-    }
-
-    fn request_stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.arrived.notify_one();
-        self.room.notify_all();
-    }
+/// Create the consumer, subscribe it to `settings.topics` and start its thread.
+/// The receiver resolves with the thread's outcome once it closed the consumer.
+pub(super) fn spawn(
+    config: ClientConfig,
+    settings: ConsumerSettings,
+    shared: Arc<Shared>,
+    mock: Option<Arc<MockKafka>>,
+) -> Result<oneshot::Receiver<Result<()>>> {
+    let consumer: BaseConsumer<ConsumerCtx> = config
+        .create_with_context(ConsumerCtx {
+            shared: shared.clone(),
+            _mock: mock,
+            repeats: RepeatFilter::default(),
+        })
+        .map_err(|e| errors::transport("could not create the Kafka consumer", e))?;
+    let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| {
+        errors::transport(format!("could not subscribe to {:?}", settings.topics), e)
+    })?;
+    tracing::info!(group = %settings.group, topics = ?settings.topics, "subscribed");
+    let (done_tx, done_rx) = oneshot::channel();
+    let worker = Worker {
+        consumer,
+        shared: shared.clone(),
+        settings,
+        paused: false,
+        full_since: None,
+        errors: RepeatFilter::default(),
+    };
+    thread::Builder::new()
+        .name(format!("kafka-consumer-{}", shared.group))
+        .spawn(move || {
+            let outcome = worker.run();
+            let _ = done_tx.send(outcome);
+        })
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("could not start the consumer thread: {e}"),
+            )
+        })?;
+    Ok(done_rx)
 }
 
 /// The librdkafka context of a consumer: logs, rebalances, commit results.
@@ -456,168 +422,5 @@ impl Worker {
         self.shared.lock().tracker.clear();
         tracing::info!(group, "consumer left the group");
         Ok(())
-    }
-}
-
-/// A listener's subscription: a consumer group member fed by a consumer thread.
-pub(crate) struct KafkaSubscription {
-    shared: Arc<Shared>,
-    done: Mutex<Option<oneshot::Receiver<Result<()>>>>,
-    topics: Vec<String>,
-}
-
-impl fmt::Debug for KafkaSubscription {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KafkaSubscription")
-            .field("group", &self.shared.group)
-            .field("topics", &self.topics)
-            .field("stopping", &self.shared.stopping())
-            .finish()
-    }
-}
-
-impl KafkaSubscription {
-    /// Create the consumer, subscribe and start its thread. Joining the group happens
-    /// in the background.
-    pub(crate) fn start(
-        config: ClientConfig,
-        settings: ConsumerSettings,
-        mock: Option<Arc<MockKafka>>,
-    ) -> Result<Self> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            arrived: Notify::new(),
-            room: Condvar::new(),
-            stop: AtomicBool::new(false),
-            group: settings.group.clone(),
-            start: settings.start,
-        });
-        let consumer: BaseConsumer<ConsumerCtx> = config
-            .create_with_context(ConsumerCtx {
-                shared: shared.clone(),
-                _mock: mock,
-                repeats: RepeatFilter::default(),
-            })
-            .map_err(|e| errors::transport("could not create the Kafka consumer", e))?;
-        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).map_err(|e| {
-            errors::transport(format!("could not subscribe to {:?}", settings.topics), e)
-        })?;
-        tracing::info!(group = %settings.group, topics = ?settings.topics, "subscribed");
-        let (done_tx, done_rx) = oneshot::channel();
-        let topics = settings.topics.clone();
-        let worker = Worker {
-            consumer,
-            shared: shared.clone(),
-            settings,
-            paused: false,
-            full_since: None,
-            errors: RepeatFilter::default(),
-        };
-        thread::Builder::new()
-            .name(format!("kafka-consumer-{}", shared.group))
-            .spawn(move || {
-                let outcome = worker.run();
-                let _ = done_tx.send(outcome);
-            })
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Internal,
-                    format!("could not start the consumer thread: {e}"),
-                )
-            })?;
-        Ok(KafkaSubscription {
-            shared,
-            done: Mutex::new(Some(done_rx)),
-            topics,
-        })
-    }
-
-    fn ensure_open(&self) -> Result<()> {
-        if self.shared.stopping() {
-            Err(Error::closed("kafka subscription"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl Subscription for KafkaSubscription {
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedRecord>> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            // Register interest before looking, so that no arrival is missed.
-            let arrived = self.shared.arrived.notified();
-            self.ensure_open()?;
-            {
-                let mut st = self.shared.lock();
-                if !st.buffer.is_empty() || max == 0 {
-                    let n = max.min(st.buffer.len());
-                    let records = st.buffer.drain(..n).map(|b| b.record).collect();
-                    drop(st);
-                    self.shared.room.notify_one();
-                    return Ok(records);
-                }
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return Ok(Vec::new());
-            }
-        }
-    }
-
-    async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
-        self.ensure_open()?;
-        let mut st = self.shared.lock();
-        for tag in tags {
-            if let Some((tp, position)) = st.tracker.ack(*tag) {
-                st.to_store.insert(tp, position);
-            }
-        }
-        Ok(())
-    }
-
-    async fn requeue(&self, tags: &[DeliveryTag]) -> Result<()> {
-        self.ensure_open()?;
-        let mut st = self.shared.lock();
-        for tag in tags {
-            if !st.tracker.requeue(*tag) {
-                tracing::debug!(
-                    ?tag,
-                    "requeue of a record whose partition was revoked: its next owner delivers it"
-                );
-            }
-        }
-        Ok(())
-    }
-
-    async fn close(&self, timeout: Duration) -> Result<()> {
-        let Some(done) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return Ok(());
-        };
-        self.shared.request_stop();
-        match tokio::time::timeout(timeout, done).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err(Error::new(
-                ErrorKind::Internal,
-                "the consumer thread ended without reporting",
-            )),
-            // The thread goes on leaving the group in the background.
-            Err(_) => Err(Error::timeout(format!(
-                "the consumer of group {} did not leave the group within {timeout:?}; \
-                 records handled since the last commit may be delivered again",
-                self.shared.group
-            ))),
-        }
-    }
-}
-
-impl Drop for KafkaSubscription {
-    fn drop(&mut self) {
-        // A safety net only: listeners close their subscription explicitly.
-        if !self.shared.stopping() {
-            tracing::warn!(group = %self.shared.group, "a Kafka subscription was dropped without close; closing it in the background");
-            self.shared.request_stop();
-        }
     }
 }

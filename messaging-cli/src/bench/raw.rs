@@ -12,7 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 use serde::Serialize;
 
-use crate::bench::{self, BenchReport};
+use super::framework::{self, BenchReport};
 
 /// Framework/raw ratios of one pair of runs.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -81,11 +81,11 @@ pub(crate) async fn compare(
         let (framework, raw) = if raw_first {
             let raw = measure(url, count, first.record_bytes, timeout).await?;
             (
-                bench::measure(url, count, payload_size, timeout).await?,
+                framework::measure(url, count, payload_size, timeout).await?,
                 raw,
             )
         } else {
-            let framework = bench::measure(url, count, payload_size, timeout).await?;
+            let framework = framework::measure(url, count, payload_size, timeout).await?;
             (
                 framework,
                 measure(url, count, first.record_bytes, timeout).await?,

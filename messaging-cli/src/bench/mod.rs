@@ -1,0 +1,105 @@
+//! `messaging bench`: notify throughput, notify-to-handler throughput and latency
+//! ([`framework`]), optionally against raw rdkafka ([`raw`]), or RPC round trips.
+
+use std::time::Duration;
+
+use clap::Args;
+use messaging_core::Result;
+
+mod framework;
+mod raw;
+
+/// Arguments of `messaging bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Transport URL.
+    #[arg(long, default_value = "memory://bench", env = "MESSAGING_URL")]
+    url: String,
+    /// Notifications to send.
+    #[arg(long, default_value_t = 200_000)]
+    count: u64,
+    /// Payload size in bytes (the JSON payload is padded to about this size).
+    #[arg(long, default_value_t = 200)]
+    payload_size: usize,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+    /// Give up waiting for deliveries after this many seconds.
+    #[arg(long, default_value_t = 300.0)]
+    timeout: f64,
+    /// Measure RPC call round trips (against an in-process demo server) instead.
+    #[arg(long)]
+    rpc: bool,
+    /// Also run a raw rdkafka baseline (Kafka URLs): the same number of records of the
+    /// same size, produced and consumed with rdkafka directly and the same settings,
+    /// and print the framework/raw ratios.
+    #[arg(long)]
+    raw: bool,
+    /// With --raw: measure this many framework/raw pairs, alternating which side runs
+    /// first (the second of a pair finds memory and broker state the first warmed up),
+    /// and report the median ratios.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    rounds: u32,
+    /// Calls in flight at once (with --rpc).
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+}
+
+pub(crate) async fn run(a: BenchArgs) -> Result<()> {
+    if a.rpc {
+        let r = crate::rpc::bench(&a.url, a.count, a.in_flight).await?;
+        println!("RPC call benchmark on {}", r.url);
+        println!("  calls              {:>12}", r.calls);
+        println!("  in flight          {:>12}", r.in_flight);
+        println!("  calls              {:>12.0} /s", r.calls_per_sec);
+        println!("  latency p50        {:>12} µs", r.latency_p50_us);
+        println!("  latency p99        {:>12} µs", r.latency_p99_us);
+        println!("  latency max        {:>12} µs", r.latency_max_us);
+        if a.json {
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        return Ok(());
+    }
+    let timeout = Duration::from_secs_f64(a.timeout.max(1.0));
+    let report = framework::measure(&a.url, a.count, a.payload_size, timeout).await?;
+    println!("notify-to-handler benchmark on {}", report.url);
+    println!("  notifications      {:>12}", report.count);
+    println!("  payload size       {:>12} B", report.payload_size);
+    println!(
+        "  notify rate        {:>12.0} /s   (accepted by the transport)",
+        report.notify_per_sec
+    );
+    println!(
+        "  delivered rate     {:>12.0} /s   (acknowledged by the broker)",
+        report.delivered_per_sec
+    );
+    println!(
+        "  end-to-end rate    {:>12.0} /s",
+        report.end_to_end_per_sec
+    );
+    println!("  latency p50        {:>12} µs", report.latency_p50_us);
+    println!("  latency p99        {:>12} µs", report.latency_p99_us);
+    println!("  latency max        {:>12} µs", report.latency_max_us);
+    println!("  baseline: bare serde_json payload round trip, one thread, same run");
+    println!(
+        "  baseline rate      {:>12.0} /s",
+        report.baseline_json_round_trip_per_sec
+    );
+    println!(
+        "  end-to-end / baseline {:>9.3}",
+        report.end_to_end_vs_baseline
+    );
+    if !a.raw {
+        if a.json {
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        return Ok(());
+    }
+    let comparison =
+        raw::compare(&a.url, a.count, a.payload_size, a.rounds, timeout, report).await?;
+    comparison.print();
+    if a.json {
+        println!("{}", serde_json::to_string(&comparison)?);
+    }
+    Ok(())
+}
