@@ -408,6 +408,31 @@ async fn brokers_down_and_up_mid_stream_loses_nothing() {
     assert_eq!(t.counters().delivery_failed, 0);
 }
 
+/// Wait until the transport's producer has delivered a record, whatever its
+/// `delivery_timeout`: then its idempotent producer id is assigned and the broker
+/// connection is up.
+///
+/// A fresh idempotent producer holds its first record until librdkafka's producer-id
+/// state machine has an id, and that machine re-checks on a 500 ms timer. If the
+/// leader's connection is up by the first tick the first record takes ~0.5 s; on a
+/// busy machine it often is not, and the record waits for the second tick, ~1.0 s:
+/// with `delivery_timeout=1` it then times out (`MessageTimedOut`) before it was ever
+/// sent. So the warm-up goes to a throw-away topic with the core retrying until one
+/// copy is delivered (a copy too many there checks nothing).
+async fn warm_up_producer(driver: &KafkaDriver, t: &Transport) {
+    let topic = unique("warm-up");
+    driver
+        .ensure_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    t.send(&topic, Bytes::from_static(b"warm-up"), Retry::Limited(30))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .expect("the producer delivers a first record within 30 retries");
+}
+
 /// A fresh topic on the driver's mock cluster holding record "0": metadata and the
 /// producer id are in place before faults are injected.
 async fn topic_with_first_record(
@@ -416,6 +441,7 @@ async fn topic_with_first_record(
     what: &str,
 ) -> (Arc<driver_kafka::MockKafka>, String) {
     let mock = driver.mock_cluster().unwrap().clone();
+    warm_up_producer(driver, t).await;
     let topic = unique(what);
     driver
         .ensure_topics(std::slice::from_ref(&topic))
