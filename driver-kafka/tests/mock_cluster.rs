@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use driver_kafka::mock::{ApiKey, RespErr};
 use driver_kafka::{ClientRole, KafkaDriver};
+use integration_tests::support::{init_tracing, unique};
 use messaging_core::{
     Context, Driver, ErrorKind, HandlerOutcome, Notification, NotificationEndpoint,
     NotificationListener, Notifier, Priority, ReceivedRecord, Retry, StartPosition, Subscription,
@@ -26,25 +27,12 @@ const FAST: &str =
     "rdkafka.consumer.session.timeout.ms=6000&rdkafka.consumer.heartbeat.interval.ms=500\
 &rdkafka.consumer.topic.metadata.refresh.interval.ms=1000&rdkafka.retry.backoff.max.ms=200";
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
 fn mock(extra: &str) -> (Arc<KafkaDriver>, Transport) {
     init_tracing();
     let url = TransportUrl::parse(&format!("kafka+mock://?{FAST}{extra}")).unwrap();
     let driver = driver_kafka::open(&url, &[]).unwrap();
     let transport = Transport::from_driver(url, driver.clone());
     (driver, transport)
-}
-
-fn unique(what: &str) -> String {
-    format!("{what}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 /// Records each handled notification's index, and how often each index was seen.
