@@ -1,8 +1,10 @@
 //! The Kafka driver on librdkafka's embedded mock cluster: no broker needed.
 //!
-//! The mock's consumer is slow (a first group join takes ~3 s), so these tests are few
-//! and focus on what needs a cluster: the round trip through the core, at-least-once
-//! commits, requeue, and faults (brokers down, produce errors).
+//! The driver's part of the contract (round trip, requeue, hand-back of unacknowledged
+//! records, the size limit, start positions...) is the conformance suite's, which runs
+//! on `kafka+mock://` in `integration-tests/tests/conformance_kafka_mock.rs`. What stays
+//! here is Kafka-specific: fault injection (brokers down, produce errors, a full local
+//! queue) and a record with no value.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,8 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use driver_kafka::mock::{ApiKey, RespErr};
 use driver_kafka::{ClientRole, KafkaDriver};
+use integration_tests::support::{init_tracing, unique};
 use messaging_core::{
-    Context, DeliveryTag, Driver, ErrorKind, HandlerOutcome, Notification, NotificationEndpoint,
+    Context, Driver, ErrorKind, HandlerOutcome, Notification, NotificationEndpoint,
     NotificationListener, Notifier, Priority, ReceivedRecord, Retry, StartPosition, Subscription,
     SubscriptionSpec, Target, Transport, TransportUrl,
 };
@@ -24,25 +27,12 @@ const FAST: &str =
     "rdkafka.consumer.session.timeout.ms=6000&rdkafka.consumer.heartbeat.interval.ms=500\
 &rdkafka.consumer.topic.metadata.refresh.interval.ms=1000&rdkafka.retry.backoff.max.ms=200";
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
 fn mock(extra: &str) -> (Arc<KafkaDriver>, Transport) {
     init_tracing();
     let url = TransportUrl::parse(&format!("kafka+mock://?{FAST}{extra}")).unwrap();
     let driver = driver_kafka::open(&url, &[]).unwrap();
     let transport = Transport::from_driver(url, driver.clone());
     (driver, transport)
-}
-
-fn unique(what: &str) -> String {
-    format!("{what}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 /// Records each handled notification's index, and how often each index was seen.
@@ -82,178 +72,65 @@ fn notifier(t: &Transport, topic: &str, retry: Retry) -> Notifier {
         .unwrap()
 }
 
+/// A Kafka record with no value at all (a tombstone, which the core's send path
+/// cannot produce, so the conformance suite's foreign-record case does not cover it)
+/// is skipped and counted; the notifications around it arrive once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_through_notifier_and_listener_skipping_foreign_records() {
-    let (driver, t) = mock("&topic_partitions=2");
-    let topic = unique("round");
+async fn a_record_without_a_value_is_skipped_and_counted() {
+    let (driver, t) = mock("");
+    let topic = unique("null");
     let seen = Seen::default();
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let endpoint = {
-        let (seen, events) = (seen.clone(), events.clone());
-        NotificationEndpoint::from_fn(move |n| {
-            let (seen, events) = (seen.clone(), events.clone());
-            async move {
-                seen.add(&n);
-                events.lock().unwrap().push((
-                    n.publisher_id.clone(),
-                    n.event_type.clone(),
-                    n.priority,
-                ));
-                Ok(HandlerOutcome::Handled)
-            }
-        })
-    };
     let listener = NotificationListener::builder(&t)
         .target(Target::new(&topic))
-        .endpoint(endpoint)
+        .endpoint({
+            let seen = seen.clone();
+            NotificationEndpoint::from_fn(move |n| {
+                let seen = seen.clone();
+                async move {
+                    seen.add(&n);
+                    Ok(HandlerOutcome::Handled)
+                }
+            })
+        })
         .pool(unique("pool"))
         .build()
         .unwrap();
     listener.start().await.unwrap();
-
     let n = notifier(&t, &topic, Retry::Limited(3));
-    let mut receipts = Vec::new();
-    for i in 0..20 {
-        receipts.push(
-            n.info(
-                &Context::new(),
-                "compute.instance.create.end",
-                &json!({"i": i}),
-            )
-            .await
-            .unwrap(),
-        );
-    }
-    // Foreign records: not JSON, and a record with a null value (raw librdkafka).
-    let wire = t.notification_topic(&topic, Priority::Info);
-    t.send(&wire, Bytes::from_static(b"not json"), Retry::Limited(0))
+    n.info(&Context::new(), "before", &json!({"i": 0}))
         .await
         .unwrap()
         .delivered()
         .await
         .unwrap();
+    let wire = t.notification_topic(&topic, Priority::Info);
     let raw: FutureProducer = driver
         .client_config(&ClientRole::Producer)
         .unwrap()
         .create()
         .unwrap();
-    raw.send(FutureRecord::<(), [u8]>::to(&wire), Duration::from_secs(5))
+    raw.send(FutureRecord::<(), [u8]>::to(&wire), Duration::from_secs(30))
         .await
         .unwrap();
-    n.warn(
-        &Context::new(),
-        "compute.instance.delete.end",
-        &json!({"i": 20}),
-    )
-    .await
-    .unwrap();
-    for r in receipts {
-        r.delivered().await.unwrap();
-    }
-
-    let got = seen.wait_for(21, Duration::from_secs(30)).await;
-    assert_eq!(got.len(), 21, "every notification arrived: {got:?}");
+    n.info(&Context::new(), "after", &json!({"i": 1}))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .unwrap();
+    let got = seen.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 2, "both notifications arrived: {got:?}");
     assert!(got.values().all(|c| *c == 1), "no duplicates: {got:?}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while listener.counters().skipped < 2 && tokio::time::Instant::now() < deadline {
+    while listener.counters().skipped < 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(listener.counters().skipped, 2, "{:?}", listener.counters());
-    let events = events.lock().unwrap().clone();
-    assert!(events.iter().all(|(p, _, _)| p == "test.mock"));
-    assert!(events.contains(&(
-        "test.mock".into(),
-        "compute.instance.delete.end".into(),
-        Priority::Warn
-    )));
+    assert_eq!(listener.counters().skipped, 1, "{:?}", listener.counters());
     listener.stop_and_wait().await.unwrap();
-    let report = t.close(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(report.undelivered, 0);
     assert_eq!(
-        t.send(&wire, Bytes::from_static(b"{}"), Retry::Limited(0))
-            .await
-            .unwrap_err()
-            .kind(),
-        &ErrorKind::Closed
+        t.close(Duration::from_secs(5)).await.unwrap().undelivered,
+        0
     );
-}
-
-/// A handler that fails the first attempt of every odd index.
-fn flaky(seen: Seen) -> NotificationEndpoint {
-    NotificationEndpoint::from_fn(move |n| {
-        let seen = seen.clone();
-        async move {
-            let i = n.payload["i"].as_i64().unwrap();
-            if seen.add(&n) == 1 && i % 2 == 1 {
-                return Err(format!("refusing {i} once").into());
-            }
-            Ok(HandlerOutcome::Handled)
-        }
-    })
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_handlers_requeue_only_when_allowed() {
-    let (_driver, t) = mock("");
-    let (requeue_topic, ack_topic) = (unique("requeue"), unique("noreq"));
-    let with_requeue = Seen::default();
-    let without = Seen::default();
-    let l1 = NotificationListener::builder(&t)
-        .target(Target::new(&requeue_topic))
-        .endpoint(flaky(with_requeue.clone()))
-        .allow_requeue(true)
-        .pool(unique("pool"))
-        .build()
-        .unwrap();
-    let l2 = NotificationListener::builder(&t)
-        .target(Target::new(&ack_topic))
-        .endpoint(flaky(without.clone()))
-        .pool(unique("pool"))
-        .build()
-        .unwrap();
-    l1.start().await.unwrap();
-    l2.start().await.unwrap();
-    for topic in [&requeue_topic, &ack_topic] {
-        let n = notifier(&t, topic, Retry::Forever);
-        for i in 0..10 {
-            n.info(&Context::new(), "e", &json!({"i": i}))
-                .await
-                .unwrap()
-                .delivered()
-                .await
-                .unwrap();
-        }
-    }
-    // With requeue: every odd index comes back once, then is handled.
-    let got = with_requeue.wait_for(10, Duration::from_secs(30)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while with_requeue.snapshot().values().sum::<usize>() < 15
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let got_all = with_requeue.snapshot();
-    assert_eq!(got.len(), 10);
-    for i in 0..10 {
-        let expected = if i % 2 == 1 { 2 } else { 1 };
-        assert_eq!(
-            got_all.get(&i),
-            Some(&expected),
-            "attempts of {i}: {got_all:?}"
-        );
-    }
-    assert_eq!(l1.counters().requeued, 5);
-    // Without requeue: failures are acknowledged, nothing comes back.
-    let got = without.wait_for(10, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(got.len(), 10);
-    assert!(without.snapshot().values().all(|c| *c == 1));
-    assert_eq!(l2.counters().handler_failures, 5);
-    assert_eq!(l2.counters().requeued, 0);
-    l1.stop_and_wait().await.unwrap();
-    l2.stop_and_wait().await.unwrap();
-    t.close(Duration::from_secs(5)).await.unwrap();
 }
 
 async fn receive_n(sub: &dyn Subscription, n: usize) -> Vec<ReceivedRecord> {
@@ -271,88 +148,6 @@ async fn receive_n(sub: &dyn Subscription, n: usize) -> Vec<ReceivedRecord> {
 
 fn body_index(r: &ReceivedRecord) -> i64 {
     std::str::from_utf8(&r.body).unwrap().parse().unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unacknowledged_records_go_to_the_next_member_and_acked_ones_do_not() {
-    let (driver, t) = mock("");
-    let topic = unique("alo");
-    let pool = unique("pool");
-    driver
-        .ensure_topics(std::slice::from_ref(&topic))
-        .await
-        .unwrap();
-    for i in 0..10 {
-        t.send(&topic, Bytes::from(i.to_string()), Retry::Forever)
-            .await
-            .unwrap()
-            .delivered()
-            .await
-            .unwrap();
-    }
-    let spec = SubscriptionSpec {
-        topics: vec![topic.clone()],
-        pool: Some(pool.clone()),
-        start: StartPosition::Default,
-    };
-    // First member: receives everything, acknowledges all but record 2.
-    let first = driver.subscribe(spec.clone()).await.unwrap();
-    let got = receive_n(first.as_ref(), 10).await;
-    assert_eq!(
-        got.iter().map(body_index).collect::<Vec<_>>(),
-        (0..10).collect::<Vec<_>>()
-    );
-    let acked: Vec<DeliveryTag> = got
-        .iter()
-        .filter(|r| body_index(r) != 2)
-        .map(|r| r.tag)
-        .collect();
-    first.ack(&acked).await.unwrap();
-    first.close(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(
-        first.ack(&acked).await.unwrap_err().kind(),
-        &ErrorKind::Closed
-    );
-
-    // Second member: the commit stopped before record 2, so 2..10 come again.
-    let second = driver.subscribe(spec.clone()).await.unwrap();
-    let again = receive_n(second.as_ref(), 8).await;
-    assert_eq!(
-        again.iter().map(body_index).collect::<Vec<_>>(),
-        (2..10).collect::<Vec<_>>()
-    );
-    // Cancel safety: receive futures dropped mid-wait lose nothing.
-    for _ in 0..20 {
-        let _ = tokio::time::timeout(
-            Duration::from_millis(1),
-            second.receive(10, Duration::from_millis(50)),
-        )
-        .await;
-    }
-    second
-        .ack(&again.iter().map(|r| r.tag).collect::<Vec<_>>())
-        .await
-        .unwrap();
-    second.close(Duration::from_secs(10)).await.unwrap();
-
-    // Third member: everything was committed; only a new record arrives.
-    let third = driver.subscribe(spec).await.unwrap();
-    t.send(&topic, Bytes::from_static(b"10"), Retry::Forever)
-        .await
-        .unwrap()
-        .delivered()
-        .await
-        .unwrap();
-    let last = receive_n(third.as_ref(), 1).await;
-    assert_eq!(last.iter().map(body_index).collect::<Vec<_>>(), vec![10]);
-    // ...and nothing else follows.
-    assert!(third
-        .receive(10, Duration::from_millis(500))
-        .await
-        .unwrap()
-        .is_empty());
-    third.close(Duration::from_secs(10)).await.unwrap();
-    t.close(Duration::from_secs(5)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,6 +203,31 @@ async fn brokers_down_and_up_mid_stream_loses_nothing() {
     assert_eq!(t.counters().delivery_failed, 0);
 }
 
+/// Wait until the transport's producer has delivered a record, whatever its
+/// `delivery_timeout`: then its idempotent producer id is assigned and the broker
+/// connection is up.
+///
+/// A fresh idempotent producer holds its first record until librdkafka's producer-id
+/// state machine has an id, and that machine re-checks on a 500 ms timer. If the
+/// leader's connection is up by the first tick the first record takes ~0.5 s; on a
+/// busy machine it often is not, and the record waits for the second tick, ~1.0 s:
+/// with `delivery_timeout=1` it then times out (`MessageTimedOut`) before it was ever
+/// sent. So the warm-up goes to a throw-away topic with the core retrying until one
+/// copy is delivered (a copy too many there checks nothing).
+async fn warm_up_producer(driver: &KafkaDriver, t: &Transport) {
+    let topic = unique("warm-up");
+    driver
+        .ensure_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    t.send(&topic, Bytes::from_static(b"warm-up"), Retry::Limited(30))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .expect("the producer delivers a first record within 30 retries");
+}
+
 /// A fresh topic on the driver's mock cluster holding record "0": metadata and the
 /// producer id are in place before faults are injected.
 async fn topic_with_first_record(
@@ -416,6 +236,7 @@ async fn topic_with_first_record(
     what: &str,
 ) -> (Arc<driver_kafka::MockKafka>, String) {
     let mock = driver.mock_cluster().unwrap().clone();
+    warm_up_producer(driver, t).await;
     let topic = unique(what);
     driver
         .ensure_topics(std::slice::from_ref(&topic))
@@ -529,51 +350,6 @@ async fn transient_produce_errors_lose_nothing_and_duplicate_nothing() {
     sub.close(Duration::from_secs(10)).await.unwrap();
     let report = t.close(Duration::from_secs(5)).await.unwrap();
     assert_eq!(report.undelivered, 0);
-}
-
-/// A notification larger than `message.max.bytes` is refused at once with a typed,
-/// non-retryable error (never retried, never half-sent); the next one goes through.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_notification_is_refused_and_the_next_goes_through() {
-    let (driver, t) = mock("&rdkafka.producer.message.max.bytes=10000");
-    let topic = unique("big");
-    driver
-        .ensure_topics(&[format!("{topic}.info")])
-        .await
-        .unwrap();
-    let n = notifier(&t, &topic, Retry::Forever);
-    let ctx = Context::new();
-    let big = "x".repeat(20_000);
-    let refused = n
-        .info(&ctx, "too.big", &json!({"i": 0, "pad": big}))
-        .await
-        .unwrap_err();
-    assert_eq!(refused.kind(), &ErrorKind::InvalidArgument, "{refused}");
-    assert!(!refused.is_retryable());
-    assert!(
-        refused.to_string().contains("message.max.bytes"),
-        "the error names the limit: {refused}"
-    );
-    n.info(&ctx, "small", &json!({"i": 1}))
-        .await
-        .unwrap()
-        .delivered()
-        .await
-        .unwrap();
-    let sub = subscribe_from_earliest(&driver, &format!("{topic}.info")).await;
-    let got = receive_n(sub.as_ref(), 1).await;
-    assert_eq!(got.len(), 1);
-    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
-    let message: serde_json::Value =
-        serde_json::from_str(body["oslo.message"].as_str().unwrap()).unwrap();
-    assert_eq!(message["event_type"], "small");
-    assert_nothing_more(sub.as_ref()).await;
-    sub.close(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(t.counters().retried, 0, "{:?}", t.counters());
-    assert_eq!(
-        t.close(Duration::from_secs(5)).await.unwrap().undelivered,
-        0
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

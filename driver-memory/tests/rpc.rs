@@ -1,4 +1,7 @@
-//! RPC over the in-process broker, through the core's client and server.
+//! RPC over the in-process broker, through the core's client and server: what the
+//! conformance suite (`integration-tests/src/conformance/rpc.rs`, which runs on memory)
+//! does not check: JSON entry points, balancing, expiry, namespaces and versions,
+//! the server's concurrency bound, lifecycle, serializers, instances and virtual hosts.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,34 +47,6 @@ async fn server(t: &Transport, target: Target, ep: RpcEndpoint) -> RpcServer {
     let s = RpcServer::builder(t, target).endpoint(ep).build().unwrap();
     s.start().await.unwrap();
     s
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-#[tokio::test]
-async fn call_returns_a_typed_reply() {
-    let t = transport("memory://rpc-call");
-    let s = server(&t, Target::new("calc"), calc()).await;
-    let client = RpcClient::new(&t, Target::new("calc"));
-    let sum: i64 = client
-        .call(&Context::new(), "add", &AddArgs { a: 2, b: 40 })
-        .await
-        .unwrap();
-    assert_eq!(sum, 42);
-    let wrong: Result<String> = client
-        .call(&Context::new(), "add", &AddArgs { a: 1, b: 1 })
-        .await;
-    assert_eq!(wrong.unwrap_err().kind(), &ErrorKind::Decode);
-    s.stop_and_wait().await.unwrap();
-    assert_eq!(s.counters().replied, 2);
 }
 
 #[tokio::test]
@@ -121,55 +96,7 @@ async fn context_travels_and_json_entry_points_work() {
 }
 
 #[tokio::test]
-async fn cast_reaches_one_server_and_fanout_reaches_every_server() {
-    let t = transport("memory://rpc-fanout");
-    let hits: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
-    let mut servers = Vec::new();
-    for (i, h) in hits.iter().enumerate() {
-        let name = format!("s{i}");
-        servers.push(
-            server(
-                &t,
-                Target::new("fan").with_server(&name),
-                named(&name, h.clone()),
-            )
-            .await,
-        );
-    }
-    let total = || hits.iter().map(|h| h.load(Ordering::SeqCst)).sum::<usize>();
-    let client = RpcClient::new(&t, Target::new("fan"));
-    client.cast(&Context::new(), "who", &()).await.unwrap();
-    eventually("the cast", || total() == 1).await;
-
-    client.fanout(&Context::new(), "who", &()).await.unwrap();
-    eventually("the fanout", || total() == 4).await;
-    client
-        .prepare()
-        .with_fanout(true)
-        .cast(&Context::new(), "who", &())
-        .await
-        .unwrap();
-    eventually("the second fanout", || total() == 7).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(total(), 7);
-    for h in &hits {
-        assert!(h.load(Ordering::SeqCst) >= 2);
-    }
-    // A fanout call makes no sense.
-    let e = client
-        .prepare()
-        .with_fanout(true)
-        .call::<_, String>(&Context::new(), "who", &())
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), &ErrorKind::InvalidArgument);
-    for s in servers {
-        s.stop_and_wait().await.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn directed_calls_reach_the_named_server_and_topic_calls_are_balanced() {
+async fn topic_calls_are_balanced_across_servers() {
     let t = transport("memory://rpc-directed");
     let hits: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
     let mut servers = Vec::new();
@@ -188,17 +115,6 @@ async fn directed_calls_reach_the_named_server_and_topic_calls_are_balanced() {
         servers.push(s);
     }
     let client = RpcClient::new(&t, Target::new("dir"));
-    for _ in 0..5 {
-        let who: String = client
-            .prepare()
-            .with_server("s1")
-            .call(&Context::new(), "who", &())
-            .await
-            .unwrap();
-        assert_eq!(who, "s1");
-    }
-    assert_eq!(hits[1].load(Ordering::SeqCst), 5);
-
     let calls = (0..30).map(|_| {
         let c = client.clone();
         async move { c.call::<_, ()>(&Context::new(), "slow", &()).await }
@@ -376,42 +292,6 @@ async fn a_hundred_calls_in_flight() {
     let peak = peak.load(Ordering::SeqCst);
     assert!(peak > 1 && peak <= 64, "peak concurrency {peak}");
     s.stop_and_wait().await.unwrap();
-}
-
-#[tokio::test]
-async fn stop_answers_what_was_taken_and_leaves_the_rest_to_others() {
-    let t = transport("memory://rpc-drain");
-    let slow = |name: &'static str| {
-        RpcEndpoint::new().method("work", move |_ctx, (): ()| async move {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            Ok::<_, RemoteError>(name)
-        })
-    };
-    let a = RpcServer::builder(&t, Target::new("drain").with_server("a"))
-        .endpoint(slow("a"))
-        .max_concurrency(1)
-        .build()
-        .unwrap();
-    a.start().await.unwrap();
-    let client = RpcClient::new(&t, Target::new("drain")).with_timeout(Duration::from_secs(5));
-    let calls: Vec<_> = (0..3)
-        .map(|_| {
-            let c = client.clone();
-            tokio::spawn(async move { c.call::<_, String>(&Context::new(), "work", &()).await })
-        })
-        .collect();
-    eventually("a to take a request", || a.counters().received == 1).await;
-    a.stop();
-    let b = server(&t, Target::new("drain").with_server("b"), slow("b")).await;
-    a.wait().await.unwrap();
-    let mut by = Vec::new();
-    for c in calls {
-        by.push(c.await.unwrap().unwrap());
-    }
-    by.sort();
-    assert_eq!(by, ["a", "b", "b"]);
-    assert_eq!(a.counters().received, 1);
-    b.stop_and_wait().await.unwrap();
 }
 
 #[tokio::test]

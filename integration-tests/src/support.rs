@@ -1,4 +1,5 @@
-//! Helpers shared by the conformance cases: collecting endpoints and waiting.
+//! Helpers shared by the conformance cases and the real-broker tests: unique
+//! names, the test log subscriber, collecting endpoints and waiting.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -6,6 +7,36 @@ use std::time::Duration;
 
 use messaging_core::{HandlerOutcome, Notification, NotificationEndpoint};
 use tokio::sync::Notify;
+
+/// A short unique name for a topic, pool or group: `what-` and 10 hex digits.
+pub fn unique(what: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{what}-{}", &id[..10])
+}
+
+/// Install the test log subscriber (`RUST_LOG`, default `warn`) once per process.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Wait until `check` holds, polling, for at most `timeout`; whether it held.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// Collects every notification an endpoint receives.
 #[derive(Debug, Clone, Default)]

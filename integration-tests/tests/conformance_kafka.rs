@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use integration_tests::conformance::{DriverHarness, Harness};
-use messaging_core::{Capabilities, Transport};
+use integration_tests::conformance::DriverHarness;
+use messaging_core::Transport;
 
 #[derive(Debug)]
 struct KafkaHarness {
@@ -32,13 +32,6 @@ impl DriverHarness for KafkaHarness {
         kafka_support::transport(&self.servers, "")
     }
 
-    fn capabilities(&self) -> Capabilities {
-        // Opening connects to nothing; the driver states what it can do.
-        kafka_support::transport(&self.servers, "")
-            .driver()
-            .capabilities()
-    }
-
     fn patience(&self) -> Duration {
         Duration::from_secs(20)
     }
@@ -54,9 +47,10 @@ impl DriverHarness for KafkaHarness {
     }
 }
 
-fn harness() -> Option<Harness> {
+fn harness() -> Option<Arc<dyn DriverHarness>> {
     kafka_support::init_tracing();
-    kafka_support::bootstrap_servers().map(|servers| Arc::new(KafkaHarness { servers }) as Harness)
+    kafka_support::bootstrap_servers()
+        .map(|servers| Arc::new(KafkaHarness { servers }) as Arc<dyn DriverHarness>)
 }
 
 integration_tests::conformance_tests!(harness());

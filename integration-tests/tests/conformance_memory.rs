@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use integration_tests::conformance::{DriverHarness, Harness};
-use messaging_core::{Capabilities, DriverRegistry, Transport, TransportUrl};
+use integration_tests::conformance::DriverHarness;
+use messaging_core::{DriverRegistry, Transport, TransportUrl};
 
 #[derive(Debug)]
 struct MemoryHarness {
@@ -21,19 +21,9 @@ impl DriverHarness for MemoryHarness {
         let url = TransportUrl::parse("memory://conformance").unwrap();
         Transport::open_with(&self.registry, &url, &[]).unwrap()
     }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            requeue: true,
-            replays_history: false,
-            rpc: true,
-            ordered_per_partition: true,
-            max_record_bytes: Some(driver_memory::DEFAULT_MAX_RECORD_BYTES),
-        }
-    }
 }
 
-fn harness() -> Option<Harness> {
+fn harness() -> Option<Arc<dyn DriverHarness>> {
     let registry = DriverRegistry::new();
     registry.register(driver_memory::factory());
     Some(Arc::new(MemoryHarness { registry }))

@@ -124,6 +124,10 @@ pub async fn topic_isolation(h: Harness) {
     let l = listen(&t, &a, None, got.endpoint()).await;
     let other = Collector::new();
     let lb = listen(&t, &b, None, other.endpoint()).await;
+    // Both listeners are in the transport's default pool: on Kafka one consumer
+    // group, whose rebalance may deliver an uncommitted record again. Isolation is
+    // the point here, so send once the group has settled.
+    h.pool_settled().await;
     notifier(&t, &[&b])
         .info(&Context::new(), "e", &json!({"i": 1}))
         .await

@@ -119,7 +119,8 @@ async fn claims_rpc(h: &Harness, t: &Transport, operation: &str) -> bool {
     false
 }
 
-/// A call returns the method's typed result; the context travels to the server.
+/// A call returns the method's typed result (a reply of another type is a `Decode`
+/// error); the context travels to the server.
 pub async fn rpc_call_and_reply(h: Harness) {
     let t = h.transport().await;
     if !claims_rpc(&h, &t, "rpc.call").await {
@@ -145,7 +146,16 @@ pub async fn rpc_call_and_reply(h: Harness) {
         .await
         .unwrap();
     assert_eq!(value, json!(3));
+    let wrong: Result<String, Error> = client
+        .call(&Context::new(), "add", &AddArgs { a: 1, b: 1 })
+        .await;
+    assert_eq!(
+        wrong.unwrap_err().kind(),
+        &ErrorKind::Decode,
+        "a reply of the wrong type"
+    );
     server.stop_and_wait().await.unwrap();
+    assert_eq!(server.counters().replied, 4);
     t.close(h.patience()).await.unwrap();
 }
 
@@ -171,7 +181,8 @@ pub async fn rpc_cast(h: Harness) {
     t.close(h.patience()).await.unwrap();
 }
 
-/// A fanout cast reaches each of three servers exactly once.
+/// A fanout cast (`fanout`, or `cast` prepared `with_fanout`) reaches each of three
+/// servers exactly once; a fanout *call* is refused.
 pub async fn rpc_fanout_to_three_servers(h: Harness) {
     let t = h.transport().await;
     if !claims_rpc(&h, &t, "rpc.fanout").await {
@@ -186,6 +197,25 @@ pub async fn rpc_fanout_to_three_servers(h: Harness) {
     tokio::time::sleep(h.quiet_period()).await;
     for (i, hit) in hits.iter().enumerate() {
         assert_eq!(hit.load(Ordering::SeqCst), 1, "server s{i}");
+    }
+    client
+        .prepare()
+        .with_fanout(true)
+        .cast(&Context::new(), "hit", &())
+        .await
+        .unwrap();
+    let twice = || hits.iter().all(|h| h.load(Ordering::SeqCst) >= 2);
+    wait_until("every server to get the second fanout", h.patience(), twice).await;
+    let e = client
+        .prepare()
+        .with_fanout(true)
+        .call::<_, String>(&Context::new(), "hit", &())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::InvalidArgument, "a fanout call: {e}");
+    tokio::time::sleep(h.quiet_period()).await;
+    for (i, hit) in hits.iter().enumerate() {
+        assert_eq!(hit.load(Ordering::SeqCst), 2, "server s{i}");
     }
     for s in servers {
         s.stop_and_wait().await.unwrap();

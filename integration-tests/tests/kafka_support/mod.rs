@@ -5,12 +5,13 @@
 //! testcontainers when a Docker daemon answers; else, with `MESSAGING_REQUIRE_BROKER=1`,
 //! a failure saying what to set; otherwise the tests are skipped with a printed note.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use messaging_core::{DriverRegistry, Transport, TransportUrl};
+
+pub use integration_tests::support::{eventually, init_tracing, unique};
 
 /// Client settings that keep tests fast and reliable on Tansu (docs: test-broker.md):
 /// the same session timeout everywhere, quick heartbeats and metadata refreshes, and a
@@ -58,12 +59,6 @@ pub fn bootstrap_servers() -> Option<String> {
         .clone()
 }
 
-/// A short unique name.
-pub fn unique(what: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{what}-{}", &id[..10])
-}
-
 /// A `kafka://` URL for `servers` with the test settings, `extra` query pairs, and
 /// those of `MESSAGING_KAFKA_EXTRA_QUERY` (to run the tests with other settings, e.g.
 /// `topic_partitions=3&max_poll_records=5&compression=zstd`).
@@ -87,30 +82,6 @@ pub fn transport(servers: &str, extra: &str) -> Transport {
     let group = unique("group");
     let url = url(servers, &format!("consumer_group={group}&{extra}"));
     Transport::open_with(&registry, &url, &[]).expect("kafka transport opens")
-}
-
-/// Install a test log subscriber (RUST_LOG, default warn).
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// Wait a little for something that should already be true.
-pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 mod docker {
