@@ -13,8 +13,8 @@ use driver_kafka::mock::{ApiKey, RespErr};
 use driver_kafka::{ClientRole, KafkaDriver};
 use messaging_core::{
     Context, DeliveryTag, Driver, ErrorKind, HandlerOutcome, Notification, NotificationEndpoint,
-    NotificationListener, Notifier, Priority, ReceivedRecord, Retry, StartPosition, Subscription,
-    SubscriptionSpec, Target, Transport, TransportUrl,
+    NotificationListener, Notifier, OutgoingRecord, Priority, ReceivedRecord, Retry, StartPosition,
+    Subscription, SubscriptionSpec, Target, Transport, TransportUrl,
 };
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
@@ -449,8 +449,10 @@ async fn assert_nothing_more(sub: &dyn Subscription) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_errors_are_retried_by_the_core_or_reported() {
-    // librdkafka gives up on a record after 1 s; the core's retry decides what follows.
-    let (driver, t) = mock("&delivery_timeout=1");
+    // librdkafka does not retry (so a broker's refusal reaches the core as what it is,
+    // not as a timeout, whose outcome would be unknown) and gives up on a record after
+    // 1 s; the core's retry decides what follows.
+    let (driver, t) = mock("&delivery_timeout=1&idempotence=false&rdkafka.producer.retries=0");
     let (mock, topic) = topic_with_first_record(&driver, &t, "perr").await;
 
     // retry=0: the receipt reports the failure, typed and retryable.
@@ -581,11 +583,13 @@ async fn full_queue_is_backpressure_and_close_reports_the_undelivered() {
     // A local queue of one record, held back by a 300 ms linger.
     let (driver, t) = mock("&linger=0.3&rdkafka.producer.queue.buffering.max.messages=1");
     let topic = unique("queue");
-    let first = driver.send(&topic, Bytes::from_static(b"a")).await.unwrap();
-    let full = driver
-        .send(&topic, Bytes::from_static(b"b"))
-        .await
-        .unwrap_err();
+    let send_one = |body: &'static [u8]| {
+        let batch = [OutgoingRecord::new(topic.clone(), Bytes::from_static(body))];
+        let driver = driver.clone();
+        async move { driver.send_batch(&batch).await.pop().expect("one outcome") }
+    };
+    let first = send_one(b"a").await.unwrap();
+    let full = send_one(b"b").await.unwrap_err();
     assert_eq!(full.kind(), &ErrorKind::ResourceExhausted, "{full}");
     // The core waits for room, then the record goes out.
     t.send(&topic, Bytes::from_static(b"b"), Retry::Limited(0))

@@ -29,6 +29,7 @@ impl DriverHarness for MemoryHarness {
             rpc: true,
             ordered_per_partition: true,
             max_record_bytes: Some(driver_memory::DEFAULT_MAX_RECORD_BYTES),
+            max_record_bytes_option: Some("max_record_bytes"),
         }
     }
 }
