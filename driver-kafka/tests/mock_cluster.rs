@@ -630,3 +630,39 @@ async fn full_queue_is_backpressure_and_close_reports_the_undelivered() {
     }
     assert_eq!(t.counters().delivery_failed, 3);
 }
+
+/// A delivery timeout on the (default) idempotent producer: the record may be
+/// persisted without an acknowledgement, so the receipt says `OutcomeUnknown` and the
+/// core does not send it again, whatever its retry allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_timeout_is_outcome_unknown_and_never_resent() {
+    let (driver, t) = mock("&delivery_timeout=1");
+    let (mock, topic) = topic_with_first_record(&driver, &t, "timeout").await;
+    mock.broker_down(1).unwrap();
+    let receipt = t
+        .send(&topic, Bytes::from_static(b"1"), Retry::Forever)
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(30), receipt.delivered())
+        .await
+        .expect("the receipt never resolved")
+        .unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::OutcomeUnknown, "{e}");
+    assert!(!e.is_retryable());
+    assert!(
+        e.to_string().contains("timed out"),
+        "the driver's cause is kept: {e}"
+    );
+    mock.broker_up(1).unwrap();
+    // A resend would show in the counters (and then as a second copy).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let c = t.counters();
+    assert_eq!((c.retried, c.outcome_unknown, c.delivery_failed), (0, 1, 0));
+    // The broker was down throughout: record 1 is not there, and was not resent.
+    let sub = subscribe_from_earliest(&driver, &topic).await;
+    let got = receive_n(sub.as_ref(), 1).await;
+    assert_eq!(got.iter().map(body_index).collect::<Vec<_>>(), vec![0]);
+    assert_nothing_more(sub.as_ref()).await;
+    sub.close(Duration::from_secs(10)).await.unwrap();
+    t.close(Duration::from_secs(5)).await.unwrap();
+}
