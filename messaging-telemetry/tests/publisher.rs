@@ -145,13 +145,12 @@ impl Fixture {
         Fixture { registry, faults }
     }
 
-    /// A publisher on `flaky://<broker>?…` with a quick backoff.
+    /// A publisher on `flaky://<broker>?…`.
     fn publisher(&self, broker: &str, query: &str) -> TelemetryPublisher {
         TelemetryPublisher::builder(format!("flaky://{broker}?topic=metering&{query}"))
             .registry(&self.registry)
             .secret(SECRET)
             .host("testhost")
-            .retry_backoff(Duration::from_millis(1), Duration::from_millis(5))
             .build()
             .unwrap()
     }

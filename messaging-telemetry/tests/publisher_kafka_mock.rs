@@ -88,7 +88,6 @@ async fn queue_and_default_policies_on_kafka_produce_failures() {
     ))
     .registry(&registry)
     .secret(SECRET)
-    .retry_backoff(Duration::from_millis(10), Duration::from_millis(10))
     .build()
     .unwrap();
     strict.publish(&[sample("warm2")]).await.unwrap();

@@ -13,8 +13,11 @@
 //!
 //! Records that must be sent again go back to the driver together, as one batch.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::Transport;
 use crate::driver::{Capabilities, OutgoingRecord, PendingDelivery};
@@ -56,6 +59,47 @@ enum Verdict {
 /// `ResourceExhausted` waits and retries start at 1 ms and double up to this.
 const MAX_SEND_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The one backpressure rule: a full local queue (`ResourceExhausted`) is waited
+/// out, with a backoff, until a deadline; past it, the send fails with
+/// `ResourceExhausted`. Waiting spends no retry.
+#[derive(Debug)]
+pub(crate) struct Backpressure {
+    started: Instant,
+    deadline: Instant,
+    backoff: Backoff,
+}
+
+impl Backpressure {
+    /// Wait for room until `deadline`.
+    pub(crate) fn until(deadline: Instant) -> Self {
+        Backpressure {
+            started: Instant::now(),
+            deadline,
+            backoff: Backoff::new(Duration::from_millis(1), MAX_SEND_BACKOFF),
+        }
+    }
+
+    /// Whether the deadline passed: a full queue is now final.
+    pub(crate) fn passed(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// The final refusal after the queue for `what` stayed full (`e`).
+    pub(crate) fn refusal(&self, e: Error, what: &str) -> Error {
+        let message = format!(
+            "the local queue for {what} stayed full for {:?}",
+            self.started.elapsed()
+        );
+        Error::new(ErrorKind::ResourceExhausted, message).with_source(e)
+    }
+
+    /// How long to wait before trying again (never past the deadline).
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        self.backoff.next_delay().min(left)
+    }
+}
+
 /// The refusal of a record larger than the driver's limit, if it is.
 fn check_size(caps: &Capabilities, record: &OutgoingRecord) -> Result<()> {
     match caps.max_record_bytes {
@@ -96,8 +140,7 @@ impl Transport {
                 Err(error) => out.push(Some(Err(Refused { attempt, error }))),
             }
         }
-        let started = Instant::now();
-        let mut backoff = Backoff::new(Duration::from_millis(1), MAX_SEND_BACKOFF);
+        let mut backpressure = Backpressure::until(Instant::now() + self.send_timeout);
         while !records.is_empty() {
             if self.is_closed() {
                 for (record, (slot, retries)) in records.into_iter().zip(meta) {
@@ -113,7 +156,8 @@ impl Transport {
                 let outcome = outcomes
                     .next()
                     .unwrap_or_else(|| Err(self.missing_outcome()));
-                let verdict = self.verdict(outcome, &record.topic, &mut retries, retry, started);
+                let verdict =
+                    self.verdict(outcome, &record.topic, &mut retries, retry, &backpressure);
                 let attempt = Attempt { record, retries };
                 out[slot] = match verdict {
                     Verdict::Accepted(pending) => Some(Ok(Accepted { attempt, pending })),
@@ -127,7 +171,7 @@ impl Transport {
             }
             (records, meta) = again;
             if !records.is_empty() {
-                tokio::time::sleep(backoff.next_delay()).await;
+                tokio::time::sleep(backpressure.next_delay()).await;
             }
         }
         out.into_iter()
@@ -144,23 +188,17 @@ impl Transport {
         topic: &str,
         retries: &mut u32,
         retry: Retry,
-        started: Instant,
+        backpressure: &Backpressure,
     ) -> Verdict {
         let e = match outcome {
             Ok(pending) => return Verdict::Accepted(pending),
             Err(e) => e,
         };
         if e.kind() == &ErrorKind::ResourceExhausted {
-            if started.elapsed() < self.send_timeout {
-                return Verdict::Again;
+            if backpressure.passed() {
+                return Verdict::Refused(backpressure.refusal(e, topic));
             }
-            let message = format!(
-                "the local queue for {topic} stayed full for {:?}",
-                self.send_timeout
-            );
-            return Verdict::Refused(
-                Error::new(ErrorKind::ResourceExhausted, message).with_source(e),
-            );
+            return Verdict::Again;
         }
         if e.kind() == &ErrorKind::OutcomeUnknown {
             return Verdict::Refused(self.give_up(topic, *retries, e));
@@ -172,6 +210,36 @@ impl Transport {
             return Verdict::Again;
         }
         Verdict::Refused(e)
+    }
+
+    /// Send something that is not a record (an RPC request) under the same rules:
+    /// refused once the transport is closed, a full queue waited out until
+    /// `deadline`. `send` makes one attempt; no retries.
+    pub(crate) async fn send_with_backpressure<F, Fut>(
+        &self,
+        deadline: Instant,
+        what: &str,
+        mut send: F,
+    ) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        let mut backpressure = Backpressure::until(deadline);
+        loop {
+            if self.is_closed() {
+                return Err(Error::closed("transport"));
+            }
+            match send().await {
+                Err(e) if e.kind() == &ErrorKind::ResourceExhausted => {
+                    if backpressure.passed() {
+                        return Err(backpressure.refusal(e, what));
+                    }
+                    tokio::time::sleep(backpressure.next_delay()).await;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     fn missing_outcome(&self) -> Error {
