@@ -90,7 +90,7 @@ impl KafkaProducer {
                 Some((code, reason)) => {
                     // An idempotent producer that lost its guarantees (e.g. out-of-order
                     // sequence) is unusable: start a fresh one. Its unacknowledged records
-                    // fail as retryable, and the core sends them again.
+                    // fail with an unknown outcome (they may be persisted): not resent.
                     tracing::error!(error = %code, reason, "the Kafka producer hit a fatal error; replacing it");
                 }
             },
