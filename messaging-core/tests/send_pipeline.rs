@@ -33,6 +33,9 @@ enum Step {
 
 type Plan = Box<dyn Fn(&[u8], u32) -> Step + Send + Sync>;
 
+/// The step of the n-th call, whatever the record.
+type Pattern = fn(u32) -> Step;
+
 /// A driver that does, for each call with each record (by body), what `plan` says
 /// (given the number of earlier calls), and counts the attempts.
 struct Scripted {
@@ -135,7 +138,7 @@ async fn outcome(t: &Transport, body: &'static str, retry: Retry) -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limited_retry_makes_exactly_n_plus_one_attempts_however_they_fail() {
-    let patterns: [(&str, fn(u32) -> Step); 4] = [
+    let patterns: [(&str, Pattern); 4] = [
         ("at send time", |_| Step::FailSend),
         ("at delivery time", |_| Step::FailDelivery),
         ("alternately, send first", |i| {

@@ -49,6 +49,12 @@ pub(super) struct Refused {
     pub(super) error: Error,
 }
 
+/// The final outcome of handing one record to the driver.
+pub(super) enum Handed {
+    Accepted(Accepted),
+    Refused(Refused),
+}
+
 /// What one driver outcome means for its record.
 enum Verdict {
     Accepted(PendingDelivery),
@@ -121,13 +127,9 @@ fn check_size(caps: &Capabilities, record: &OutgoingRecord) -> Result<()> {
 impl Transport {
     /// Hand `attempts` to the driver under the contract's rules (see the module
     /// docs): one outcome per attempt, in the same order.
-    pub(super) async fn hand_to_driver(
-        &self,
-        attempts: Vec<Attempt>,
-        retry: Retry,
-    ) -> Vec<Result<Accepted, Refused>> {
+    pub(super) async fn hand_to_driver(&self, attempts: Vec<Attempt>, retry: Retry) -> Vec<Handed> {
         let caps = self.inner.driver.capabilities();
-        let mut out: Vec<Option<Result<Accepted, Refused>>> = Vec::with_capacity(attempts.len());
+        let mut out: Vec<Option<Handed>> = Vec::with_capacity(attempts.len());
         let mut records = Vec::with_capacity(attempts.len());
         let mut meta = Vec::with_capacity(attempts.len());
         for attempt in attempts {
@@ -137,7 +139,7 @@ impl Transport {
                     records.push(attempt.record);
                     out.push(None);
                 }
-                Err(error) => out.push(Some(Err(Refused { attempt, error }))),
+                Err(error) => out.push(Some(Handed::Refused(Refused { attempt, error }))),
             }
         }
         let mut backpressure = Backpressure::until(Instant::now() + self.send_timeout);
@@ -146,7 +148,7 @@ impl Transport {
                 for (record, (slot, retries)) in records.into_iter().zip(meta) {
                     let attempt = Attempt { record, retries };
                     let error = Error::closed("transport");
-                    out[slot] = Some(Err(Refused { attempt, error }));
+                    out[slot] = Some(Handed::Refused(Refused { attempt, error }));
                 }
                 break;
             }
@@ -160,8 +162,10 @@ impl Transport {
                     self.verdict(outcome, &record.topic, &mut retries, retry, &backpressure);
                 let attempt = Attempt { record, retries };
                 out[slot] = match verdict {
-                    Verdict::Accepted(pending) => Some(Ok(Accepted { attempt, pending })),
-                    Verdict::Refused(error) => Some(Err(Refused { attempt, error })),
+                    Verdict::Accepted(pending) => {
+                        Some(Handed::Accepted(Accepted { attempt, pending }))
+                    }
+                    Verdict::Refused(error) => Some(Handed::Refused(Refused { attempt, error })),
                     Verdict::Again => {
                         again.0.push(attempt.record);
                         again.1.push((slot, attempt.retries));

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use self::handover::{Accepted, Attempt};
+use self::handover::{Accepted, Attempt, Handed};
 use self::tracker::{DeliveryTracker, Sent, Tracked};
 
 use crate::driver::{CloseReport, Driver, OutgoingRecord, PendingDelivery};
@@ -182,10 +182,12 @@ impl Transport {
         let stats = &self.inner.stats;
         handed
             .into_iter()
-            .map(|outcome| {
-                let Accepted { attempt, pending } = outcome.map_err(|r| r.error)?;
-                stats.accepted.fetch_add(1, Ordering::Relaxed);
-                Ok(self.track(attempt, pending, retry))
+            .map(|handed| match handed {
+                Handed::Accepted(Accepted { attempt, pending }) => {
+                    stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    Ok(self.track(attempt, pending, retry))
+                }
+                Handed::Refused(refused) => Err(refused.error),
             })
             .collect()
     }

@@ -24,7 +24,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio::sync::{oneshot, Notify};
 
-use super::handover::{Accepted, Attempt, Refused};
+use super::handover::{Accepted, Attempt, Handed, Refused};
 use super::{Transport, TransportInner};
 use crate::driver::PendingDelivery;
 use crate::error::{Error, ErrorKind, Result};
@@ -238,14 +238,14 @@ impl Transport {
         tokio::time::sleep(delivery_backoff(attempt.retries)).await;
         let outcome = self.hand_to_driver(vec![attempt], retry).await.pop();
         match outcome {
-            Some(Ok(Accepted {
+            Some(Handed::Accepted(Accepted {
                 pending: PendingDelivery::Delivered,
                 ..
             })) => {
                 self.inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 let _ = reply.send(Ok(()));
             }
-            Some(Ok(Accepted {
+            Some(Handed::Accepted(Accepted {
                 attempt,
                 pending: PendingDelivery::Pending(future),
             })) => {
@@ -259,7 +259,7 @@ impl Transport {
                     .tracker
                     .push(&self.inner, Tracked { future, record });
             }
-            Some(Err(Refused { attempt, error })) => {
+            Some(Handed::Refused(Refused { attempt, error })) => {
                 let e = self.give_up(&attempt.record.topic, attempt.retries, error);
                 let _ = reply.send(Err(e));
             }
