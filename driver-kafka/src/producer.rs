@@ -141,8 +141,13 @@ impl KafkaProducer {
             return Err(Error::closed("kafka producer"));
         }
         if self.admin.enabled() {
-            let topics: Vec<&str> = batch.iter().map(|r| r.topic.as_str()).collect();
-            self.admin.ensure(&topics).await?;
+            if let [one] = batch {
+                // The usual single send: no list of topics to build.
+                self.admin.ensure(std::slice::from_ref(&one.topic)).await?;
+            } else {
+                let topics: Vec<&str> = batch.iter().map(|r| r.topic.as_str()).collect();
+                self.admin.ensure(&topics).await?;
+            }
         }
         self.producer()
     }
