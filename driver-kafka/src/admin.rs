@@ -82,12 +82,13 @@ impl TopicAdmin {
         !matches!(self.creator, Creator::Disabled)
     }
 
-    fn missing(&self, topics: &[String]) -> Vec<String> {
+    fn missing<S: AsRef<str>>(&self, topics: &[S]) -> Vec<String> {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<String> = topics
             .iter()
+            .map(AsRef::as_ref)
             .filter(|t| !known.contains(*t))
-            .cloned()
+            .map(str::to_owned)
             .collect();
         out.sort();
         out.dedup();
@@ -102,7 +103,7 @@ impl TopicAdmin {
     }
 
     /// Make sure `topics` exist (creating the missing ones); a no-op when disabled.
-    pub(crate) async fn ensure(&self, topics: &[String]) -> Result<()> {
+    pub(crate) async fn ensure<S: AsRef<str> + Sync>(&self, topics: &[S]) -> Result<()> {
         if !self.enabled() || self.missing(topics).is_empty() {
             return Ok(());
         }

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use messaging_core::{
-    Capabilities, CloseReport, Driver, DriverOptions, Error, ErrorKind, PendingDelivery, Result,
-    StartPosition, Subscription, SubscriptionSpec, TransportUrl,
+    Capabilities, CloseReport, Driver, DriverOptions, Error, ErrorKind, OutgoingRecord,
+    PendingDelivery, Result, StartPosition, Subscription, SubscriptionSpec, TransportUrl,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
@@ -146,22 +145,12 @@ impl Driver for KafkaDriver {
             rpc: false,
             ordered_per_partition: true,
             max_record_bytes: Some(self.max_record_bytes),
+            max_record_bytes_option: Some("message.max.bytes"),
         }
     }
 
-    async fn send(&self, topic: &str, body: Bytes) -> Result<PendingDelivery> {
-        self.ensure_open()?;
-        if body.len() > self.max_record_bytes {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "the record for {topic} is {} bytes, larger than the {} that message.max.bytes allows",
-                    body.len(),
-                    self.max_record_bytes
-                ),
-            ));
-        }
-        self.producer.send(topic, body).await
+    async fn send_batch(&self, batch: &[OutgoingRecord]) -> Vec<Result<PendingDelivery>> {
+        self.producer.send_batch(batch).await
     }
 
     async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Box<dyn Subscription>> {

@@ -175,10 +175,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(report.undelivered, 0);
-        let e = driver
-            .send("t.info", bytes::Bytes::from_static(b"{}"))
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind(), &ErrorKind::Closed);
+        let batch = [
+            messaging_core::OutgoingRecord::new("t.info", bytes::Bytes::from_static(b"{}")),
+            messaging_core::OutgoingRecord::new("t.warn", bytes::Bytes::from_static(b"{}")),
+        ];
+        let outcomes = driver.send_batch(&batch).await;
+        assert_eq!(outcomes.len(), 2);
+        for outcome in outcomes {
+            assert_eq!(outcome.unwrap_err().kind(), &ErrorKind::Closed);
+        }
     }
 }

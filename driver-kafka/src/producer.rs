@@ -1,10 +1,13 @@
 //! The driver's one shared producer: created on first send, asynchronous and batched.
 //!
-//! `send` returns as soon as librdkafka queued the record; the returned
-//! [`PendingDelivery`] resolves with the broker's acknowledgement or a typed
-//! [`ErrorKind::DeliveryFailed`] error once librdkafka gives up (after
+//! `send_batch` hands each record straight to librdkafka (no task per record) and
+//! returns as soon as librdkafka queued them; each returned [`PendingDelivery`]
+//! resolves with the broker's acknowledgement or, once librdkafka gives up (after
 //! `delivery_timeout`, retrying internally; with idempotence those retries never
-//! duplicate or reorder). The core retries a retryable failure as its `retry` allows.
+//! duplicate or reorder), a typed error: [`ErrorKind::DeliveryFailed`] when the
+//! record is known not to be persisted (the core retries it if retryable, as its
+//! `retry` allows), [`ErrorKind::OutcomeUnknown`] when it may be (never resent;
+//! see [`errors::delivery_failed`]).
 //!
 //! `close` flushes within the deadline, counts what is still undelivered, then purges
 //! it explicitly: the driver never relies on librdkafka's drop, which purges silently.
@@ -13,8 +16,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use messaging_core::{CloseReport, Error, ErrorKind, PendingDelivery, Result};
+use messaging_core::{CloseReport, Error, ErrorKind, OutgoingRecord, PendingDelivery, Result};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
@@ -88,7 +90,7 @@ impl KafkaProducer {
                 Some((code, reason)) => {
                     // An idempotent producer that lost its guarantees (e.g. out-of-order
                     // sequence) is unusable: start a fresh one. Its unacknowledged records
-                    // fail as retryable, and the core sends them again.
+                    // fail with an unknown outcome (they may be persisted): not resent.
                     tracing::error!(error = %code, reason, "the Kafka producer hit a fatal error; replacing it");
                 }
             },
@@ -101,8 +103,37 @@ impl KafkaProducer {
         Ok(fresh)
     }
 
-    /// Queue one record for `topic`; see the module docs.
-    pub(crate) async fn send(&self, topic: &str, body: Bytes) -> Result<PendingDelivery> {
+    /// Queue a batch of records, one outcome per record; see the module docs.
+    pub(crate) async fn send_batch(
+        &self,
+        batch: &[OutgoingRecord],
+    ) -> Vec<Result<PendingDelivery>> {
+        let producer = match self.ready_for(batch).await {
+            Ok(p) => p,
+            Err(e) => return errors::for_each(batch.len(), e),
+        };
+        batch
+            .iter()
+            .map(|r| {
+                let record = FutureRecord::<(), [u8]>::to(&r.topic).payload(&r.body[..]);
+                match producer.send_result(record) {
+                    Ok(delivery) => Ok(PendingDelivery::Pending(Box::pin(async move {
+                        match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((error, _record))) => Err(errors::delivery_failed(error)),
+                            Err(_) => Err(errors::outcome_unknown(
+                                "the producer was dropped before the broker acknowledged the record",
+                            )),
+                        }
+                    }))),
+                    Err((error, _record)) => Err(errors::send_refused(&r.topic, error)),
+                }
+            })
+            .collect()
+    }
+
+    /// The producer, once the batch's topics exist (where the driver creates them).
+    async fn ready_for(&self, batch: &[OutgoingRecord]) -> Result<Client> {
         if matches!(
             *self.state.lock().unwrap_or_else(|e| e.into_inner()),
             State::Closed
@@ -110,27 +141,15 @@ impl KafkaProducer {
             return Err(Error::closed("kafka producer"));
         }
         if self.admin.enabled() {
-            self.admin.ensure(&[topic.to_owned()]).await?;
-        }
-        let producer = self.producer()?;
-        let record = FutureRecord::<(), [u8]>::to(topic).payload(&body[..]);
-        match producer.send_result(record) {
-            Ok(delivery) => {
-                let topic = topic.to_owned();
-                Ok(PendingDelivery::Pending(Box::pin(async move {
-                    match delivery.await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err((error, _record))) => Err(errors::delivery_failed(&topic, error)),
-                        Err(_) => Err(Error::new(
-                            ErrorKind::DeliveryFailed,
-                            format!("the producer was dropped before the broker acknowledged the record for {topic}"),
-                        )
-                        .with_retryable(false)),
-                    }
-                })))
+            if let [one] = batch {
+                // The usual single send: no list of topics to build.
+                self.admin.ensure(std::slice::from_ref(&one.topic)).await?;
+            } else {
+                let topics: Vec<&str> = batch.iter().map(|r| r.topic.as_str()).collect();
+                self.admin.ensure(&topics).await?;
             }
-            Err((error, _record)) => Err(errors::send_refused(topic, error)),
         }
+        self.producer()
     }
 
     /// Refuse new sends, flush within `timeout`, purge and count what is left.

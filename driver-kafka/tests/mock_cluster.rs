@@ -16,8 +16,8 @@ use driver_kafka::{ClientRole, KafkaDriver};
 use integration_tests::support::{init_tracing, unique};
 use messaging_core::{
     Context, Driver, ErrorKind, HandlerOutcome, Notification, NotificationEndpoint,
-    NotificationListener, Notifier, Priority, ReceivedRecord, Retry, StartPosition, Subscription,
-    SubscriptionSpec, Target, Transport, TransportUrl,
+    NotificationListener, Notifier, OutgoingRecord, Priority, ReceivedRecord, Retry, StartPosition,
+    Subscription, SubscriptionSpec, Target, Transport, TransportUrl,
 };
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
@@ -270,8 +270,10 @@ async fn assert_nothing_more(sub: &dyn Subscription) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_errors_are_retried_by_the_core_or_reported() {
-    // librdkafka gives up on a record after 1 s; the core's retry decides what follows.
-    let (driver, t) = mock("&delivery_timeout=1");
+    // librdkafka does not retry (so a broker's refusal reaches the core as what it is,
+    // not as a timeout, whose outcome would be unknown) and gives up on a record after
+    // 1 s; the core's retry decides what follows.
+    let (driver, t) = mock("&delivery_timeout=1&idempotence=false&rdkafka.producer.retries=0");
     let (mock, topic) = topic_with_first_record(&driver, &t, "perr").await;
 
     // retry=0: the receipt reports the failure, typed and retryable.
@@ -357,11 +359,13 @@ async fn full_queue_is_backpressure_and_close_reports_the_undelivered() {
     // A local queue of one record, held back by a 300 ms linger.
     let (driver, t) = mock("&linger=0.3&rdkafka.producer.queue.buffering.max.messages=1");
     let topic = unique("queue");
-    let first = driver.send(&topic, Bytes::from_static(b"a")).await.unwrap();
-    let full = driver
-        .send(&topic, Bytes::from_static(b"b"))
-        .await
-        .unwrap_err();
+    let send_one = |body: &'static [u8]| {
+        let batch = [OutgoingRecord::new(topic.clone(), Bytes::from_static(body))];
+        let driver = driver.clone();
+        async move { driver.send_batch(&batch).await.pop().expect("one outcome") }
+    };
+    let first = send_one(b"a").await.unwrap();
+    let full = send_one(b"b").await.unwrap_err();
     assert_eq!(full.kind(), &ErrorKind::ResourceExhausted, "{full}");
     // The core waits for room, then the record goes out.
     t.send(&topic, Bytes::from_static(b"b"), Retry::Limited(0))
@@ -401,4 +405,40 @@ async fn full_queue_is_backpressure_and_close_reports_the_undelivered() {
         assert_eq!(e.kind(), &ErrorKind::DeliveryFailed, "{e}");
     }
     assert_eq!(t.counters().delivery_failed, 3);
+}
+
+/// A delivery timeout on the (default) idempotent producer: the record may be
+/// persisted without an acknowledgement, so the receipt says `OutcomeUnknown` and the
+/// core does not send it again, whatever its retry allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_timeout_is_outcome_unknown_and_never_resent() {
+    let (driver, t) = mock("&delivery_timeout=1");
+    let (mock, topic) = topic_with_first_record(&driver, &t, "timeout").await;
+    mock.broker_down(1).unwrap();
+    let receipt = t
+        .send(&topic, Bytes::from_static(b"1"), Retry::Forever)
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(30), receipt.delivered())
+        .await
+        .expect("the receipt never resolved")
+        .unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::OutcomeUnknown, "{e}");
+    assert!(!e.is_retryable());
+    assert!(
+        e.to_string().contains("timed out"),
+        "the driver's cause is kept: {e}"
+    );
+    mock.broker_up(1).unwrap();
+    // A resend would show in the counters (and then as a second copy).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let c = t.counters();
+    assert_eq!((c.retried, c.outcome_unknown, c.delivery_failed), (0, 1, 0));
+    // The broker was down throughout: record 1 is not there, and was not resent.
+    let sub = subscribe_from_earliest(&driver, &topic).await;
+    let got = receive_n(sub.as_ref(), 1).await;
+    assert_eq!(got.iter().map(body_index).collect::<Vec<_>>(), vec![0]);
+    assert_nothing_more(sub.as_ref()).await;
+    sub.close(Duration::from_secs(10)).await.unwrap();
+    t.close(Duration::from_secs(5)).await.unwrap();
 }

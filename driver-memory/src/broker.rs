@@ -4,8 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use bytes::Bytes;
-use messaging_core::driver::{StartPosition, SubscriptionSpec};
+use messaging_core::driver::{OutgoingRecord, StartPosition, SubscriptionSpec};
 use messaging_core::{Error, ErrorKind, Result};
 
 use crate::queue::{Entry, Queue};
@@ -86,72 +85,64 @@ impl MemoryBroker {
             .clone()
     }
 
-    /// Put a copy of the record in every pool's queue of `topic`, or refuse
-    /// (`ResourceExhausted`) if any of them is full: all or nothing.
-    pub(crate) fn publish(&self, topic_name: &str, body: Bytes) -> Result<()> {
+    /// Put each record in every pool's queue of its topic: one outcome per record,
+    /// in order. Consecutive records of one topic go in under one lock per queue.
+    pub(crate) fn publish_batch(&self, batch: &[OutgoingRecord]) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(batch.len());
+        let mut rest = batch;
+        while let Some(first) = rest.first() {
+            let run = rest.iter().take_while(|r| r.topic == first.topic).count();
+            let (now, later) = rest.split_at(run);
+            self.publish_run(&first.topic, now, &mut out);
+            rest = later;
+        }
+        out
+    }
+
+    /// Put a copy of each record of `run` (all for `topic_name`) in every pool's
+    /// queue of the topic, or refuse it (`ResourceExhausted`) if any of them is
+    /// full: all or nothing, per record.
+    fn publish_run(&self, topic_name: &str, run: &[OutgoingRecord], out: &mut Vec<Result<()>>) {
         let topic = self.topic(topic_name);
         let pools = topic.pools.read().unwrap_or_else(|e| e.into_inner());
-        let full = || {
-            Error::new(
-                ErrorKind::ResourceExhausted,
-                format!(
-                    "memory queue for {topic_name} is full ({} records)",
-                    self.capacity
-                ),
-            )
-        };
-        let entry = Entry {
-            topic: topic.name.clone(),
-            body,
-        };
-        if pools.is_empty() {
-            let queue = topic
+        let unclaimed;
+        let queues: Vec<&Arc<Queue>> = if pools.is_empty() {
+            unclaimed = topic
                 .unclaimed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get_or_insert_with(|| Arc::new(Queue::new(self.capacity)))
                 .clone();
-            let mut items = queue.lock();
-            if !queue.has_room(&items) {
-                return Err(full());
-            }
-            items.push_back(entry);
-            return Ok(());
-        }
-        if pools.len() == 1 {
-            // One pool (the usual case): no list of guards to build.
-            if let Some(queue) = pools.values().next() {
-                let mut items = queue.lock();
-                if !queue.has_room(&items) {
-                    return Err(full());
-                }
-                items.push_back(entry);
-                drop(items);
-                queue.readable.notify_waiters();
-                return Ok(());
-            }
-        }
+            vec![&unclaimed]
+        } else {
+            pools.values().collect()
+        };
         // Lock every queue (in the map's order, so concurrent senders agree) before
         // pushing anything, so a full queue refuses the record for every pool.
-        let mut guards: Vec<_> = pools.values().map(|q| (q, q.lock())).collect();
-        if guards.iter().any(|(q, items)| !q.has_room(items)) {
-            return Err(full());
-        }
-        let last = guards.len() - 1;
-        let mut entry = Some(entry);
-        for (i, (_, items)) in guards.iter_mut().enumerate() {
-            let e = if i == last {
-                entry.take().unwrap_or_else(|| unreachable!())
-            } else {
-                entry.clone().unwrap_or_else(|| unreachable!())
-            };
-            items.push_back(e);
+        let mut guards: Vec<_> = queues.iter().map(|q| (*q, q.lock())).collect();
+        for record in run {
+            if guards.iter().any(|(q, items)| !q.has_room(items)) {
+                out.push(Err(Error::new(
+                    ErrorKind::ResourceExhausted,
+                    format!(
+                        "memory queue for {topic_name} is full ({} records)",
+                        self.capacity
+                    ),
+                )));
+                continue;
+            }
+            for (_, items) in guards.iter_mut() {
+                items.push_back(Entry {
+                    topic: topic.name.clone(),
+                    body: record.body.clone(),
+                });
+            }
+            out.push(Ok(()));
         }
         drop(guards);
-        for q in pools.values() {
+        for q in queues {
             q.readable.notify_waiters();
         }
-        Ok(())
     }
 
     pub(crate) fn subscribe(

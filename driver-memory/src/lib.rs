@@ -41,14 +41,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use messaging_core::driver::{
-    Capabilities, CloseReport, Driver, DriverFactory, PendingDelivery, Subscription,
-    SubscriptionSpec,
+    Capabilities, CloseReport, Driver, DriverFactory, OutgoingRecord, PendingDelivery,
+    Subscription, SubscriptionSpec,
 };
 use messaging_core::options::{DriverOptions, OptionKind, OptionSpec};
 use messaging_core::rpc::{RpcDriver, RpcOperation};
-use messaging_core::{DriverRegistry, Error, ErrorKind, Result, TransportUrl};
+use messaging_core::{DriverRegistry, Error, Result, TransportUrl};
 
 pub use broker::MemoryBroker;
 
@@ -154,24 +153,16 @@ impl Driver for MemoryDriver {
             rpc: true,
             ordered_per_partition: true,
             max_record_bytes: self.max_record_bytes,
+            max_record_bytes_option: Some("max_record_bytes"),
         }
     }
 
-    async fn send(&self, topic: &str, body: Bytes) -> Result<PendingDelivery> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed("memory transport"));
-        }
-        if let Some(max) = self.max_record_bytes.filter(|max| body.len() > *max) {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "the record for {topic} is {} bytes, larger than max_record_bytes ({max})",
-                    body.len()
-                ),
-            ));
-        }
-        self.broker.publish(topic, body)?;
-        Ok(PendingDelivery::Delivered)
+    async fn send_batch(&self, batch: &[OutgoingRecord]) -> Vec<Result<PendingDelivery>> {
+        self.broker
+            .publish_batch(batch)
+            .into_iter()
+            .map(|r| r.map(|()| PendingDelivery::Delivered))
+            .collect()
     }
 
     async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Box<dyn Subscription>> {

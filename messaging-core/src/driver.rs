@@ -34,10 +34,34 @@ pub struct Capabilities {
     pub rpc: bool,
     /// Records of one topic (partition) reach one pool member in the order sent.
     pub ordered_per_partition: bool,
-    /// The largest record (encoded notification) [`Driver::send`] accepts; a larger
-    /// one is refused at once with [`crate::ErrorKind::InvalidArgument`], not
-    /// retryable. `None`: no limit.
+    /// The largest record body (encoded notification) the driver accepts. The core
+    /// ([`crate::Transport`]) refuses a larger one before it reaches the driver, at
+    /// once, with [`crate::ErrorKind::InvalidArgument`] naming
+    /// [`Capabilities::max_record_bytes_option`]; not retryable. `None`: no limit.
     pub max_record_bytes: Option<usize>,
+    /// The name of the setting that sets [`Capabilities::max_record_bytes`] (memory:
+    /// `max_record_bytes`, Kafka: `message.max.bytes`), for the error that refuses a
+    /// record too large.
+    pub max_record_bytes_option: Option<&'static str>,
+}
+
+/// One encoded record to send: its full topic name and its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRecord {
+    /// The full topic name (already including priority and virtual host).
+    pub topic: String,
+    /// The encoded notification.
+    pub body: Bytes,
+}
+
+impl OutgoingRecord {
+    /// A record of `body` for `topic`.
+    pub fn new(topic: impl Into<String>, body: Bytes) -> Self {
+        OutgoingRecord {
+            topic: topic.into(),
+            body,
+        }
+    }
 }
 
 /// The transport's acknowledgement of one accepted record, still to come.
@@ -144,11 +168,23 @@ pub trait Driver: Send + Sync + Debug {
     /// What this driver can do.
     fn capabilities(&self) -> Capabilities;
 
-    /// Hand one encoded record to the transport for `topic`.
+    /// Hand a batch of encoded records to the transport: one outcome per record, in
+    /// the batch's order (a single send is a batch of one).
     ///
-    /// Returns once the transport *accepted* it. A full local queue must be reported
-    /// at once as [`crate::ErrorKind::ResourceExhausted`]: the core waits and tries again.
-    async fn send(&self, topic: &str, body: Bytes) -> Result<PendingDelivery>;
+    /// Returns once the transport *accepted* or refused each record. The core has
+    /// already applied the contract's rules (closed transport, record size limit),
+    /// and owns retries and backpressure, so a driver sends each record once and
+    /// reports, per record:
+    ///
+    /// * a full local queue at once as [`crate::ErrorKind::ResourceExhausted`]: the
+    ///   core waits and sends that record again;
+    /// * a failure known to have left the record unpersisted as an error whose
+    ///   [`crate::Error::is_retryable`] says whether sending again may help;
+    /// * a failure after which the record may or may not be persisted as
+    ///   [`crate::ErrorKind::OutcomeUnknown`]: the core never resends it.
+    ///
+    /// The same applies to each [`PendingDelivery`]'s outcome.
+    async fn send_batch(&self, batch: &[OutgoingRecord]) -> Vec<Result<PendingDelivery>>;
 
     /// Start receiving the given topics as a member of a pool.
     async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Box<dyn Subscription>>;

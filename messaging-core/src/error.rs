@@ -42,8 +42,13 @@ pub enum ErrorKind {
     },
     /// A deadline passed.
     Timeout,
-    /// The transport accepted a notification but could not deliver it.
+    /// The transport accepted a notification but could not deliver it; it is known
+    /// not to be persisted, so sending it again cannot duplicate it.
     DeliveryFailed,
+    /// The record may or may not be persisted (e.g. a delivery timeout after it was
+    /// transmitted, with no acknowledgement): sending it again could duplicate it, so
+    /// the core never does. Never retryable.
+    OutcomeUnknown,
     /// A local queue is full (backpressure did not clear in time).
     ResourceExhausted,
     /// A record could not be decoded (not JSON, not an oslo message, bad version).
@@ -79,6 +84,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Unsupported { .. } => "unsupported operation",
             ErrorKind::Timeout => "timed out",
             ErrorKind::DeliveryFailed => "delivery failed",
+            ErrorKind::OutcomeUnknown => "delivery outcome unknown",
             ErrorKind::ResourceExhausted => "resource exhausted",
             ErrorKind::Decode => "decode failure",
             ErrorKind::Serialization => "serialization failure",

@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use messaging_core::driver::{
-    Capabilities, CloseReport, Driver, PendingDelivery, Subscription, SubscriptionSpec,
+    Capabilities, CloseReport, Driver, OutgoingRecord, PendingDelivery, Subscription,
+    SubscriptionSpec,
 };
 use messaging_core::{DeliveryReceipt, Error, ErrorKind, Result, Retry, Transport, TransportUrl};
 use tokio::sync::oneshot;
@@ -35,14 +36,20 @@ impl Driver for Deferred {
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }
-    async fn send(&self, _topic: &str, body: Bytes) -> Result<PendingDelivery> {
-        let (tx, rx) = oneshot::channel();
-        self.sent.lock().unwrap().push((body, tx));
-        Ok(PendingDelivery::Pending(Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(Error::new(ErrorKind::DeliveryFailed, "dropped").with_retryable(false))
+    async fn send_batch(&self, batch: &[OutgoingRecord]) -> Vec<Result<PendingDelivery>> {
+        let mut sent = self.sent.lock().unwrap();
+        batch
+            .iter()
+            .map(|r| {
+                let (tx, rx) = oneshot::channel();
+                sent.push((r.body.clone(), tx));
+                Ok(PendingDelivery::Pending(Box::pin(async move {
+                    rx.await.unwrap_or_else(|_| {
+                        Err(Error::new(ErrorKind::DeliveryFailed, "dropped").with_retryable(false))
+                    })
+                })))
             })
-        })))
+            .collect()
     }
     async fn subscribe(&self, _spec: SubscriptionSpec) -> Result<Box<dyn Subscription>> {
         unimplemented!("not used")

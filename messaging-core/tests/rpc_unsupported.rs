@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use messaging_core::driver::{
-    Capabilities, CloseReport, Driver, PendingDelivery, Subscription, SubscriptionSpec,
+    Capabilities, CloseReport, Driver, OutgoingRecord, PendingDelivery, Subscription,
+    SubscriptionSpec,
 };
 use messaging_core::rpc::{demo::demo_endpoint, RpcClient, RpcServer};
 use messaging_core::{Context, Error, ErrorKind, Result, Target, Transport, TransportUrl};
@@ -26,7 +26,7 @@ impl Driver for NoRpc {
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }
-    async fn send(&self, _topic: &str, _body: Bytes) -> Result<PendingDelivery> {
+    async fn send_batch(&self, _batch: &[OutgoingRecord]) -> Vec<Result<PendingDelivery>> {
         panic!("RPC must not send")
     }
     async fn subscribe(&self, _spec: SubscriptionSpec) -> Result<Box<dyn Subscription>> {

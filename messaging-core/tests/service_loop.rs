@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use messaging_core::driver::{
-    Capabilities, CloseReport, DeliveryTag, Driver, PendingDelivery, ReceivedRecord, Subscription,
-    SubscriptionSpec,
+    Capabilities, CloseReport, DeliveryTag, Driver, OutgoingRecord, PendingDelivery,
+    ReceivedRecord, Subscription, SubscriptionSpec,
 };
 use messaging_core::rpc::{
     RemoteError, RpcClient, RpcDriver, RpcEndpoint, RpcListenSpec, RpcOperation, RpcReceiver,
@@ -102,9 +102,15 @@ impl Driver for Scripted {
             ..Capabilities::default()
         }
     }
-    async fn send(&self, _topic: &str, body: Bytes) -> Result<PendingDelivery> {
-        self.wire.queue.lock().unwrap().push_back(body);
-        Ok(PendingDelivery::Delivered)
+    async fn send_batch(&self, batch: &[OutgoingRecord]) -> Vec<Result<PendingDelivery>> {
+        let mut queue = self.wire.queue.lock().unwrap();
+        batch
+            .iter()
+            .map(|record| {
+                queue.push_back(record.body.clone());
+                Ok(PendingDelivery::Delivered)
+            })
+            .collect()
     }
     async fn subscribe(&self, _spec: SubscriptionSpec) -> Result<Box<dyn Subscription>> {
         Ok(Box::new(ScriptedSubscription(self.wire.clone())))

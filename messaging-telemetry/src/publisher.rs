@@ -12,8 +12,10 @@
 //! The publisher waits for the broker's acknowledgement of every batch, so it
 //! knows when one failed, and then applies its [`PublishPolicy`]:
 //!
-//! * `default`: send again, up to `max_retry` times with exponential backoff
-//!   (transient failures only), then return the error; the batch is not kept.
+//! * `default`: the transport sends each of the batch's records again, up to
+//!   `max_retry` times (its one retry budget per record, with its backoff; transient
+//!   failures only, never a record whose outcome is unknown), then the error is
+//!   returned; the batch is not kept.
 //! * `queue`: keep the batch in a local queue (at most `max_queue_length` batches;
 //!   the oldest are dropped and counted beyond that). Queued batches go first, in
 //!   order, on the next `publish` (or [`TelemetryPublisher::flush`]); the first
@@ -30,7 +32,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use messaging_core::retry::Backoff;
 use messaging_core::url::Secret;
 use messaging_core::{
     Context, DriverRegistry, Error, ErrorKind, Notifier, OutgoingNotification, Priority, Result,
@@ -70,9 +71,10 @@ pub struct PublisherCounters {
     pub published_batches: u64,
     /// Samples in those batches.
     pub published_samples: u64,
-    /// Send attempts that failed (each one was logged).
+    /// Send attempts that failed (each one was logged; under `default` the
+    /// transport's retried attempts of the batches' records included).
     pub failed_attempts: u64,
-    /// Batches sent again after a failure.
+    /// Batches (under `default`: records of batches) sent again after a failure.
     pub retries: u64,
     /// Batches whose error was returned to the caller (`default` policy).
     pub failed_batches: u64,
@@ -130,7 +132,6 @@ pub struct TelemetryPublisherBuilder<'a> {
     policy: Option<PublishPolicy>,
     max_retry: Option<u32>,
     max_queue_length: Option<usize>,
-    backoff: (Duration, Duration),
 }
 
 impl<'a> TelemetryPublisherBuilder<'a> {
@@ -183,13 +184,6 @@ impl<'a> TelemetryPublisherBuilder<'a> {
         self
     }
 
-    /// The backoff between retries under `default`: `first` doubling up to `max`
-    /// (default 10 ms up to 1 s).
-    pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.backoff = (first, max.max(first));
-        self
-    }
-
     /// Parse the URL, open its transport and build the publisher.
     pub fn build(self) -> Result<TelemetryPublisher> {
         let mut url = PublisherUrl::parse(&self.url)?;
@@ -215,8 +209,12 @@ impl<'a> TelemetryPublisherBuilder<'a> {
         let notifier = Notifier::builder()
             .publisher_id(format!("{PUBLISHER_ID_PREFIX}{host}"))
             .topics(url.topics().iter().cloned())
-            // The publisher retries whole batches itself, by its policy.
-            .retry(Retry::Limited(0))
+            // Under `default` the transport retries (one budget per record); the
+            // other policies deal with a failed batch themselves.
+            .retry(match url.policy() {
+                PublishPolicy::Default => Retry::Limited(url.max_retry()),
+                PublishPolicy::Queue | PublishPolicy::Drop => Retry::Limited(0),
+            })
             .transport(&transport)
             .build()?;
         Ok(TelemetryPublisher {
@@ -225,7 +223,6 @@ impl<'a> TelemetryPublisherBuilder<'a> {
             notifier,
             secret: self.secret,
             event_type: self.event_type,
-            backoff: self.backoff,
             queue: tokio::sync::Mutex::new(VecDeque::new()),
             stats: Stats::default(),
         })
@@ -240,7 +237,6 @@ pub struct TelemetryPublisher {
     notifier: Notifier,
     secret: Secret,
     event_type: String,
-    backoff: (Duration, Duration),
     queue: tokio::sync::Mutex<VecDeque<Batch>>,
     stats: Stats,
 }
@@ -258,7 +254,6 @@ impl TelemetryPublisher {
             policy: None,
             max_retry: None,
             max_queue_length: None,
-            backoff: (Duration::from_millis(10), Duration::from_secs(1)),
         }
     }
 
@@ -286,11 +281,13 @@ impl TelemetryPublisher {
     pub fn counters(&self) -> PublisherCounters {
         let s = &self.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        // The transport is this publisher's own: its retries are the batches'.
+        let transport_retries = self.transport.counters().retried;
         PublisherCounters {
             published_batches: get(&s.published_batches),
             published_samples: get(&s.published_samples),
-            failed_attempts: get(&s.failed_attempts),
-            retries: get(&s.retries),
+            failed_attempts: get(&s.failed_attempts) + transport_retries,
+            retries: get(&s.retries) + transport_retries,
             failed_batches: get(&s.failed_batches),
             dropped_batches: get(&s.dropped_batches),
             dropped_samples: get(&s.dropped_samples),
@@ -314,7 +311,15 @@ impl TelemetryPublisher {
             PublishPolicy::Default => {
                 let mut report = PublishReport::default();
                 for batch in batches {
-                    self.send_with_retries(&batch).await?;
+                    if let Err(e) = self.send_once(&batch).await {
+                        add(&self.stats.failed_batches, 1);
+                        tracing::error!(
+                            error = %e,
+                            samples = batch.samples,
+                            "failed to publish samples after every retry (policy default)"
+                        );
+                        return Err(e);
+                    }
                     report.sent_batches += 1;
                     report.sent_samples += batch.samples;
                 }
@@ -458,31 +463,6 @@ impl TelemetryPublisher {
             }
         }
         outcome
-    }
-
-    async fn send_with_retries(&self, batch: &Batch) -> Result<()> {
-        let mut retries = 0;
-        let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
-        loop {
-            match self.send_once(batch).await {
-                Ok(()) => return Ok(()),
-                Err(e) if is_transient(&e) && retries < self.url.max_retry() => {
-                    retries += 1;
-                    add(&self.stats.retries, 1);
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                Err(e) => {
-                    add(&self.stats.failed_batches, 1);
-                    tracing::error!(
-                        error = %e,
-                        retries,
-                        samples = batch.samples,
-                        "failed to publish samples after every retry (policy default)"
-                    );
-                    return Err(e);
-                }
-            }
-        }
     }
 
     /// Send queued batches in order until one fails transiently; then cap the queue.

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use messaging_core::driver::{
-    Capabilities, CloseReport, Driver, DriverFactory, PendingDelivery, Subscription,
-    SubscriptionSpec,
+    Capabilities, CloseReport, Driver, DriverFactory, OutgoingRecord, PendingDelivery,
+    Subscription, SubscriptionSpec,
 };
 use messaging_core::options::{DriverOptions, OptionSpec};
 use messaging_core::{
@@ -94,22 +93,31 @@ impl Driver for FlakyDriver {
         self.inner.capabilities()
     }
 
-    async fn send(&self, topic: &str, body: Bytes) -> Result<PendingDelivery> {
-        self.faults.sends.fetch_add(1, Ordering::SeqCst);
-        match self.faults.take() {
-            None => self.inner.send(topic, body).await,
-            Some(FAIL_SEND) => Err(Error::new(ErrorKind::Transport, "injected: broker down")),
-            Some(FAIL_DELIVERY) => Ok(PendingDelivery::Pending(Box::pin(async {
-                Err(Error::new(
-                    ErrorKind::Transport,
-                    "injected: not acknowledged",
-                ))
-            }))),
-            Some(_) => Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "injected: record refused for good",
-            )),
+    async fn send_batch(&self, batch: &[OutgoingRecord]) -> Vec<Result<PendingDelivery>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for record in batch {
+            self.faults.sends.fetch_add(1, Ordering::SeqCst);
+            out.push(match self.faults.take() {
+                None => self
+                    .inner
+                    .send_batch(std::slice::from_ref(record))
+                    .await
+                    .pop()
+                    .expect("one outcome"),
+                Some(FAIL_SEND) => Err(Error::new(ErrorKind::Transport, "injected: broker down")),
+                Some(FAIL_DELIVERY) => Ok(PendingDelivery::Pending(Box::pin(async {
+                    Err(Error::new(
+                        ErrorKind::Transport,
+                        "injected: not acknowledged",
+                    ))
+                }))),
+                Some(_) => Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "injected: record refused for good",
+                )),
+            });
         }
+        out
     }
 
     async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Box<dyn Subscription>> {
@@ -137,13 +145,12 @@ impl Fixture {
         Fixture { registry, faults }
     }
 
-    /// A publisher on `flaky://<broker>?…` with a quick backoff.
+    /// A publisher on `flaky://<broker>?…`.
     fn publisher(&self, broker: &str, query: &str) -> TelemetryPublisher {
         TelemetryPublisher::builder(format!("flaky://{broker}?topic=metering&{query}"))
             .registry(&self.registry)
             .secret(SECRET)
             .host("testhost")
-            .retry_backoff(Duration::from_millis(1), Duration::from_millis(5))
             .build()
             .unwrap()
     }

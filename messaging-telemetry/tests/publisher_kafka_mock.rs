@@ -23,6 +23,11 @@ const SETTINGS: &str = "delivery_timeout=1&rdkafka.consumer.session.timeout.ms=6
 &rdkafka.consumer.heartbeat.interval.ms=500&rdkafka.consumer.topic.metadata.refresh.interval.ms=1000\
 &rdkafka.retry.backoff.max.ms=200";
 
+/// The publishers' producer does not retry on its own, so a broker's refusal reaches
+/// the publisher as a failure known not to be persisted (retrying it internally until
+/// the delivery timeout would make its outcome unknown, and unknown is never resent).
+const NO_PRODUCER_RETRIES: &str = "idempotence=false&rdkafka.producer.retries=0";
+
 fn registry() -> DriverRegistry {
     let r = DriverRegistry::new();
     r.register(driver_kafka::factory());
@@ -44,7 +49,7 @@ async fn queue_and_default_policies_on_kafka_produce_failures() {
     mock.create_topic(&format!("{topic}.sample"), 1).unwrap();
     let registry = registry();
     let url = format!(
-        "notifier://{}?driver=kafka&topic={topic}&policy=queue&{SETTINGS}",
+        "notifier://{}?driver=kafka&topic={topic}&policy=queue&{NO_PRODUCER_RETRIES}&{SETTINGS}",
         mock.bootstrap_servers()
     );
     let publisher = TelemetryPublisher::builder(url)
@@ -78,12 +83,11 @@ async fn queue_and_default_policies_on_kafka_produce_failures() {
 
     // Under `default`, a failure past max_retry is returned to the caller.
     let strict = TelemetryPublisher::builder(format!(
-        "kafka://{}?topic={topic}&max_retry=1&{SETTINGS}",
+        "kafka://{}?topic={topic}&max_retry=1&{NO_PRODUCER_RETRIES}&{SETTINGS}",
         mock.bootstrap_servers()
     ))
     .registry(&registry)
     .secret(SECRET)
-    .retry_backoff(Duration::from_millis(10), Duration::from_millis(10))
     .build()
     .unwrap();
     strict.publish(&[sample("warm2")]).await.unwrap();

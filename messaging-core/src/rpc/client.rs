@@ -452,15 +452,22 @@ impl RpcClient {
             unique_id: &uuid::Uuid::new_v4().simple().to_string(),
             context: &wire_ctx,
         })?;
-        send(rpc, self.address(false), body.into(), deadline, true)
-            .await
-            .map_err(|e| {
-                if e.kind() == &ErrorKind::Timeout {
-                    timed_out()
-                } else {
-                    e
-                }
-            })?;
+        send(
+            &self.shared.transport,
+            rpc,
+            self.address(false),
+            body.into(),
+            deadline,
+            true,
+        )
+        .await
+        .map_err(|e| {
+            if e.kind() == &ErrorKind::Timeout {
+                timed_out()
+            } else {
+                e
+            }
+        })?;
         let outcome = match tokio::time::timeout_at(deadline, reply).await {
             Err(_) => return Err(timed_out()),
             Ok(Err(_)) => return Err(Error::closed("RPC reply queue")),
@@ -493,41 +500,39 @@ impl RpcClient {
             unique_id: &uuid::Uuid::new_v4().simple().to_string(),
             context: &wire_ctx,
         })?;
-        send(rpc, self.address(fanout), body.into(), deadline, false).await
+        send(
+            &self.shared.transport,
+            rpc,
+            self.address(fanout),
+            body.into(),
+            deadline,
+            false,
+        )
+        .await
     }
 }
 
-/// Hand a request to the driver, waiting (until `deadline`) while its queue is full.
+/// Hand a request to the driver through the transport's send rules (closed,
+/// backpressure until `deadline`).
 async fn send(
+    transport: &Transport,
     rpc: &Arc<dyn RpcDriver>,
     to: RpcAddress,
     body: Bytes,
     deadline: Instant,
     expires: bool,
 ) -> Result<()> {
-    let mut backoff = Backoff::backpressure();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let request = RpcRequest {
-            to: to.clone(),
-            body: body.clone(),
-            ttl: expires.then_some(left),
-        };
-        match rpc.send_request(request).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == &ErrorKind::ResourceExhausted => {
-                if Instant::now() >= deadline {
-                    return Err(Error::new(
-                        ErrorKind::ResourceExhausted,
-                        format!("the queue for RPC topic {} stayed full", to.topic),
-                    )
-                    .with_source(e));
-                }
-                tokio::time::sleep(backoff.next_delay().min(left)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let topic = format!("RPC topic {}", to.topic);
+    transport
+        .send_with_backpressure(deadline, &topic, || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            rpc.send_request(RpcRequest {
+                to: to.clone(),
+                body: body.clone(),
+                ttl: expires.then_some(left),
+            })
+        })
+        .await
 }
 
 /// Keyword arguments: a JSON object (null means none).

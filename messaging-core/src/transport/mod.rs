@@ -1,23 +1,27 @@
-//! [`Transport`]: an open driver plus the core's send path (backpressure, retries,
-//! delivery tracking, counters). Pending deliveries are awaited by one task per
-//! transport ([`tracker`]).
+//! [`Transport`]: an open driver plus the core's send path, the one place that
+//! applies the driver contract's rules: closed, the record size limit,
+//! backpressure and one retry budget per record ([`handover`]), then delivery
+//! tracking and counters. Pending deliveries are awaited by one task per transport
+//! ([`tracker`]).
 
+mod handover;
 mod tracker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use self::handover::{Accepted, Attempt, Handed};
 use self::tracker::{DeliveryTracker, Sent, Tracked};
 
-use crate::driver::{CloseReport, Driver, PendingDelivery};
+use crate::driver::{CloseReport, Driver, OutgoingRecord, PendingDelivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::priority::Priority;
 use crate::registry::DriverRegistry;
-use crate::retry::{Backoff, Retry};
+use crate::retry::Retry;
 use crate::url::TransportUrl;
 
 /// How long a send waits for room in a full local queue, unless configured.
@@ -29,6 +33,7 @@ pub struct TransportStats {
     accepted: AtomicU64,
     delivered: AtomicU64,
     delivery_failed: AtomicU64,
+    outcome_unknown: AtomicU64,
     retried: AtomicU64,
 }
 
@@ -41,6 +46,9 @@ pub struct TransportCounters {
     pub delivered: u64,
     /// Records finally lost after every allowed retry (each one was logged).
     pub delivery_failed: u64,
+    /// Records whose outcome is unknown (they may be persisted), never sent again
+    /// (each one was logged).
+    pub outcome_unknown: u64,
     /// Send attempts repeated after a transient failure.
     pub retried: u64,
 }
@@ -51,6 +59,7 @@ impl TransportStats {
             accepted: self.accepted.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
             delivery_failed: self.delivery_failed.load(Ordering::Relaxed),
+            outcome_unknown: self.outcome_unknown.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
         }
     }
@@ -146,13 +155,50 @@ impl Transport {
     /// queue is full, retry transient failures as `retry` allows, and return a
     /// receipt for the broker's acknowledgement. A delivery failure is retried,
     /// then logged and counted even if nobody awaits the receipt.
+    ///
+    /// `retry` is the record's one budget: [`Retry::Limited`]`(n)` allows at most
+    /// `n + 1` attempts in all, whether the attempts fail when sent or when the
+    /// broker answers. A record whose outcome is unknown (it may be persisted) is
+    /// never sent again: its error, or its receipt's, is
+    /// [`ErrorKind::OutcomeUnknown`].
     pub async fn send(&self, topic: &str, body: Bytes, retry: Retry) -> Result<DeliveryReceipt> {
-        let pending = self.accept(topic, &body, retry).await?;
-        self.inner.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        self.send_batch(vec![OutgoingRecord::new(topic, body)], retry)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Error::new(ErrorKind::Internal, "a send without an outcome")))
+    }
+
+    /// [`Transport::send`] for several records at once, handed to the driver as
+    /// batches: one outcome per record, in the same order. Each record has its own
+    /// `retry` budget; a record refused (too large, transport closed) does not hold
+    /// up the others.
+    pub async fn send_batch(
+        &self,
+        records: Vec<OutgoingRecord>,
+        retry: Retry,
+    ) -> Vec<Result<DeliveryReceipt>> {
+        let attempts = records.into_iter().map(Attempt::first).collect();
+        let handed = self.hand_to_driver(attempts, retry).await;
+        let stats = &self.inner.stats;
+        handed
+            .into_iter()
+            .map(|handed| match handed {
+                Handed::Accepted(Accepted { attempt, pending }) => {
+                    stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    Ok(self.track(attempt, pending, retry))
+                }
+                Handed::Refused(refused) => Err(refused.error),
+            })
+            .collect()
+    }
+
+    /// A receipt for an accepted record: at once if it is already delivered, else
+    /// through the tracking task.
+    fn track(&self, attempt: Attempt, pending: PendingDelivery, retry: Retry) -> DeliveryReceipt {
         match pending {
             PendingDelivery::Delivered => {
                 self.inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                Ok(DeliveryReceipt::already_delivered())
+                DeliveryReceipt::already_delivered()
             }
             PendingDelivery::Pending(future) => {
                 let (reply, rx) = oneshot::channel();
@@ -161,50 +207,40 @@ impl Transport {
                     Tracked {
                         future,
                         record: Sent {
-                            topic: topic.to_owned(),
-                            body,
+                            attempt,
                             retry,
                             send_timeout: self.send_timeout,
                             reply,
                         },
                     },
                 );
-                Ok(DeliveryReceipt::pending(rx))
+                DeliveryReceipt::pending(rx)
             }
         }
     }
 
-    async fn accept(&self, topic: &str, body: &Bytes, retry: Retry) -> Result<PendingDelivery> {
-        let started = Instant::now();
-        let mut retries = 0;
-        let mut backoff = Backoff::backpressure();
-        loop {
-            if self.is_closed() {
-                return Err(Error::closed("transport"));
-            }
-            match self.inner.driver.send(topic, body.clone()).await {
-                Ok(p) => return Ok(p),
-                Err(e) if e.kind() == &ErrorKind::ResourceExhausted => {
-                    if started.elapsed() >= self.send_timeout {
-                        return Err(Error::new(
-                            ErrorKind::ResourceExhausted,
-                            format!(
-                                "the local queue for {topic} stayed full for {:?}",
-                                self.send_timeout
-                            ),
-                        )
-                        .with_source(e));
-                    }
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                Err(e) if e.is_retryable() && retry.allows(retries) => {
-                    retries += 1;
-                    self.inner.stats.retried.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(topic, error = %e, retries, "send failed, retrying");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                Err(e) => return Err(e),
-            }
+    /// The end of a record that will not be sent again: an unknown outcome or a
+    /// final failure, logged and counted here, and the error its receipt reports.
+    fn give_up(&self, topic: &str, retries: u32, e: Error) -> Error {
+        let stats = &self.inner.stats;
+        if e.kind() == &ErrorKind::OutcomeUnknown {
+            stats.outcome_unknown.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(topic, error = %e, retries, "notification outcome unknown: it may be persisted, so it is not sent again");
+            Error::new(
+                ErrorKind::OutcomeUnknown,
+                format!("the record for {topic} may or may not be persisted"),
+            )
+            .with_source(e)
+        } else {
+            stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(topic, error = %e, retries, "notification lost: delivery failed");
+            let retryable = e.is_retryable();
+            Error::new(
+                ErrorKind::DeliveryFailed,
+                format!("delivery to {topic} failed"),
+            )
+            .with_retryable(retryable)
+            .with_source(e)
         }
     }
 

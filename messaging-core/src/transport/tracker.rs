@@ -1,6 +1,6 @@
 //! Delivery tracking: one task per transport awaits every pending delivery, counts
-//! successes, and hands failures to [`Transport::track`] (resend as `retry` allows,
-//! then log and count).
+//! successes, and hands failures to [`Transport::resend`] (resend as the record's
+//! retry budget allows, then log and count).
 //!
 //! **Wake-ups.** A send must not wake the task each time: on a busy transport that
 //! cross-thread wake-up cost more than the send itself. Sends push into an inbox and
@@ -19,13 +19,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio::sync::{oneshot, Notify};
 
+use super::handover::{Accepted, Attempt, Handed, Refused};
 use super::{Transport, TransportInner};
+use crate::driver::PendingDelivery;
 use crate::error::{Error, ErrorKind, Result};
 use crate::retry::{Backoff, Retry};
 
@@ -38,10 +39,10 @@ pub(super) struct Tracked {
     pub(super) record: Sent,
 }
 
-/// A sent record, kept until its delivery settles (the body, to send it again).
+/// A sent record, kept until its delivery settles (the body, to send it again, and
+/// the retries it already spent).
 pub(super) struct Sent {
-    pub(super) topic: String,
-    pub(super) body: Bytes,
+    pub(super) attempt: Attempt,
     pub(super) retry: Retry,
     pub(super) send_timeout: Duration,
     pub(super) reply: oneshot::Sender<Result<()>>,
@@ -186,8 +187,8 @@ async fn run(running: Running, transport: Weak<TransportInner>) {
     }
 }
 
-/// A success is counted here; a failure goes to [`Transport::track`] on a task of
-/// its own, which resends as `retry` allows.
+/// A success is counted here; a retryable failure with retries left is sent again
+/// by [`Transport::resend`] on a task of its own; any other failure is final.
 fn settle(t: Sent, outcome: Result<()>, transport: &Weak<TransportInner>) {
     match (outcome, transport.upgrade()) {
         (Ok(()), inner) => {
@@ -201,60 +202,83 @@ fn settle(t: Sent, outcome: Result<()>, transport: &Weak<TransportInner>) {
                 inner,
                 send_timeout: t.send_timeout,
             };
-            tokio::spawn(async move {
-                let failed: BoxFuture<'static, Result<()>> = Box::pin(async move { Err(e) });
-                let outcome = transport.track(&t.topic, t.body, failed, t.retry).await;
-                let _ = t.reply.send(outcome);
-            });
+            let resend = e.kind() != &ErrorKind::OutcomeUnknown
+                && e.is_retryable()
+                && t.retry.allows(t.attempt.retries)
+                && !transport.is_closed();
+            if resend {
+                tokio::spawn(transport.resend(t, e));
+            } else {
+                let e = transport.give_up(&t.attempt.record.topic, t.attempt.retries, e);
+                let _ = t.reply.send(Err(e));
+            }
         }
         (Err(e), None) => {
-            tracing::error!(topic = %t.topic, error = %e, "notification lost: delivery failed after its transport was dropped");
+            let topic = &t.attempt.record.topic;
+            tracing::error!(topic = %topic, error = %e, "notification lost: delivery failed after its transport was dropped");
             let _ = t.reply.send(Err(e));
         }
     }
 }
 
 impl Transport {
-    /// Await a delivery; resend while `retry` allows; log and count a final failure.
-    async fn track(
-        &self,
-        topic: &str,
-        body: Bytes,
-        first: BoxFuture<'static, Result<()>>,
-        retry: Retry,
-    ) -> Result<()> {
-        let mut outcome = first.await;
-        let mut retries = 0;
-        let mut backoff = Backoff::default();
-        loop {
-            match outcome {
-                Ok(()) => {
-                    self.inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(e) if e.is_retryable() && retry.allows(retries) && !self.is_closed() => {
-                    retries += 1;
-                    self.inner.stats.retried.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(topic, error = %e, retries, "delivery failed, sending again");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                    outcome = match self.accept(topic, &body, retry).await {
-                        Ok(p) => p.wait().await,
-                        Err(e) => Err(e),
-                    };
-                }
-                Err(e) => {
-                    self.inner
-                        .stats
-                        .delivery_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(topic, error = %e, retries, "notification lost: delivery failed");
-                    return Err(Error::new(
-                        ErrorKind::DeliveryFailed,
-                        format!("delivery to {topic} failed"),
-                    )
-                    .with_source(e));
-                }
+    /// Send a record again after its delivery failed with `error`, spending one
+    /// retry of its budget, and track the new delivery.
+    async fn resend(self, sent: Sent, error: Error) {
+        let Sent {
+            mut attempt,
+            retry,
+            send_timeout,
+            reply,
+        } = sent;
+        attempt.retries += 1;
+        self.inner.stats.retried.fetch_add(1, Ordering::Relaxed);
+        let topic = &attempt.record.topic;
+        tracing::warn!(topic = %topic, error = %error, retries = attempt.retries, "delivery failed, sending again");
+        tokio::time::sleep(delivery_backoff(attempt.retries)).await;
+        let outcome = self.hand_to_driver(vec![attempt], retry).await.pop();
+        match outcome {
+            Some(Handed::Accepted(Accepted {
+                pending: PendingDelivery::Delivered,
+                ..
+            })) => {
+                self.inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                let _ = reply.send(Ok(()));
+            }
+            Some(Handed::Accepted(Accepted {
+                attempt,
+                pending: PendingDelivery::Pending(future),
+            })) => {
+                let record = Sent {
+                    attempt,
+                    retry,
+                    send_timeout,
+                    reply,
+                };
+                self.inner
+                    .tracker
+                    .push(&self.inner, Tracked { future, record });
+            }
+            Some(Handed::Refused(Refused { attempt, error })) => {
+                let e = self.give_up(&attempt.record.topic, attempt.retries, error);
+                let _ = reply.send(Err(e));
+            }
+            None => {
+                let _ = reply.send(Err(Error::new(
+                    ErrorKind::Internal,
+                    "a resend without an outcome",
+                )));
             }
         }
     }
+}
+
+/// The wait before the `retries`-th resend after a failed delivery: 10 ms doubling
+/// up to 2 s ([`Backoff::default`]).
+fn delivery_backoff(retries: u32) -> Duration {
+    let mut backoff = Backoff::default();
+    (1..retries).for_each(|_| {
+        backoff.next_delay();
+    });
+    backoff.next_delay()
 }
