@@ -44,6 +44,9 @@ pub enum ErrorKind {
     Timeout,
     /// The transport accepted a notification but could not deliver it.
     DeliveryFailed,
+    /// The record may or may not have been persisted (e.g. the broker's answer was
+    /// lost): it must not be resent as a new record without the caller opting in.
+    OutcomeUnknown,
     /// A local queue is full (backpressure did not clear in time).
     ResourceExhausted,
     /// A record could not be decoded (not JSON, not an oslo message, bad version).
@@ -79,6 +82,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Unsupported { .. } => "unsupported operation",
             ErrorKind::Timeout => "timed out",
             ErrorKind::DeliveryFailed => "delivery failed",
+            ErrorKind::OutcomeUnknown => "outcome unknown",
             ErrorKind::ResourceExhausted => "resource exhausted",
             ErrorKind::Decode => "decode failure",
             ErrorKind::Serialization => "serialization failure",

@@ -67,5 +67,5 @@ pub use priority::Priority;
 pub use registry::DriverRegistry;
 pub use retry::Retry;
 pub use rpc::{RemoteError, RpcClient, RpcEndpoint, RpcServer};
-pub use transport::{DeliveryReceipt, Transport, TransportCounters};
+pub use transport::{DeliveryReceipt, OutgoingRecord, Transport, TransportCounters};
 pub use url::{TransportHost, TransportUrl};

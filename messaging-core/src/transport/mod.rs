@@ -23,6 +23,15 @@ use crate::url::TransportUrl;
 /// How long a send waits for room in a full local queue, unless configured.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One record of a [`Transport::send_batch`]: the full topic name and the encoded body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRecord {
+    /// The full topic name (e.g. from [`Transport::notification_topic`]).
+    pub topic: String,
+    /// The encoded record.
+    pub body: Bytes,
+}
+
 /// Counters of one transport's traffic.
 #[derive(Debug, Default)]
 pub struct TransportStats {
@@ -172,6 +181,20 @@ impl Transport {
                 Ok(DeliveryReceipt::pending(rx))
             }
         }
+    }
+
+    /// Send many records: one result per record, in the same order. Each record
+    /// goes through [`Transport::send`]'s path (provisional: a loop over it).
+    pub async fn send_batch(
+        &self,
+        records: Vec<OutgoingRecord>,
+        retry: Retry,
+    ) -> Vec<Result<DeliveryReceipt>> {
+        let mut results = Vec::with_capacity(records.len());
+        for r in records {
+            results.push(self.send(&r.topic, r.body, retry).await);
+        }
+        results
     }
 
     async fn accept(&self, topic: &str, body: &Bytes, retry: Retry) -> Result<PendingDelivery> {
