@@ -4,12 +4,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use messaging_core::driver::{
+    Capabilities, CloseReport, Driver, PendingDelivery, Subscription, SubscriptionSpec,
+};
 use messaging_core::notifier::{SinkItem, TopicResults};
 use messaging_core::{
     Context, DeliveryReceipt, Error, ErrorKind, NotificationSink, Notifier, OutgoingNotification,
-    PartialFailure, Priority, RecordingSink, Retry,
+    PartialFailure, Priority, RecordingSink, Retry, Transport, TransportUrl,
 };
 use serde_json::json;
 
@@ -116,7 +121,7 @@ async fn second_of_three_topics_refused_names_the_others_and_resend_goes_only_to
     assert!(err.message().contains("failed on t2 (sink 0)"), "{err}");
     assert!(
         err.message()
-            .contains("arrive on [t1 (sink 0), t3 (sink 0)]"),
+            .contains("succeeded on [t1 (sink 0), t3 (sink 0)]"),
         "{err}"
     );
     let partial = err
@@ -308,4 +313,81 @@ async fn closed_notifier_refuses_a_bulk() {
         .unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Closed);
     assert!(rec.records().is_empty());
+}
+
+/// A driver that acknowledges every record at once, except that while `fail_on` is
+/// set, records for that topic are accepted and then fail (a broker-side failure).
+#[derive(Debug, Default)]
+struct FailsOneTopic {
+    fail_on: Mutex<Option<String>>,
+    /// Topics of the records that were delivered, in order.
+    delivered: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Driver for FailsOneTopic {
+    fn name(&self) -> &str {
+        "fails-one-topic"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+    async fn send(&self, topic: &str, _body: Bytes) -> messaging_core::Result<PendingDelivery> {
+        if self.fail_on.lock().unwrap().as_deref() == Some(topic) {
+            let e = Error::new(ErrorKind::DeliveryFailed, format!("{topic} lost it"));
+            return Ok(PendingDelivery::Pending(Box::pin(async move {
+                Err(e.with_retryable(false))
+            })));
+        }
+        self.delivered.lock().unwrap().push(topic.to_owned());
+        Ok(PendingDelivery::Delivered)
+    }
+    async fn subscribe(
+        &self,
+        _spec: SubscriptionSpec,
+    ) -> messaging_core::Result<Box<dyn Subscription>> {
+        Err(Error::unsupported("fails-one-topic", "subscribe"))
+    }
+    async fn close(&self, _timeout: Duration) -> messaging_core::Result<CloseReport> {
+        Ok(CloseReport::default())
+    }
+}
+
+#[tokio::test]
+async fn broker_side_failure_on_one_topic_is_reported_by_delivered_and_resent_only_there() {
+    let driver = Arc::new(FailsOneTopic::default());
+    *driver.fail_on.lock().unwrap() = Some("t2.info".into());
+    let t = Transport::from_driver(TransportUrl::parse("fails://").unwrap(), driver.clone());
+    let n = Notifier::builder()
+        .publisher_id("p")
+        .topics(["t1", "t2", "t3"])
+        .retry(Retry::Limited(0))
+        .transport(&t)
+        .build()
+        .unwrap();
+    let receipt = n
+        .info(&Context::new(), "e", &json!({"i": 1}))
+        .await
+        .unwrap();
+    assert!(!receipt.is_delivered());
+    let err = receipt.delivered().await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::DeliveryFailed, "{err}");
+    assert!(err.message().contains("failed on t2 (sink 0)"), "{err}");
+    let partial = err
+        .source_as::<PartialFailure>()
+        .expect("a PartialFailure source");
+    assert_eq!(partial.succeeded.len(), 2);
+
+    *driver.fail_on.lock().unwrap() = None;
+    let again = n
+        .resend(partial.resend.clone())
+        .await
+        .unwrap()
+        .outcome()
+        .await;
+    assert!(again.is_delivered(), "{again:?}");
+    assert_eq!(
+        *driver.delivered.lock().unwrap(),
+        ["t1.info", "t3.info", "t2.info"]
+    );
 }

@@ -150,21 +150,18 @@ impl NotificationOutcome {
     /// `Ok` when it arrived everywhere, else the first failure. With a single
     /// destination that is the failure itself; with several, an error of the same
     /// kind naming where it arrived, with a [`PartialFailure`] as its source.
-    pub fn into_result(mut self) -> Result<()> {
-        let Some(first) = self.destinations.iter().position(|(_, r)| r.is_err()) else {
-            return Ok(());
-        };
+    pub fn into_result(self) -> Result<()> {
         if self.destinations.len() == 1 {
-            return self.destinations.remove(first).1;
+            return self.destinations.into_iter().map(|(_, r)| r).collect();
         }
         let succeeded: Vec<Destination> = self.delivered_to().cloned().collect();
         let failed: Vec<String> = self.failed().map(|(d, _)| d.to_string()).collect();
         let resend = Resend::of(&self, false);
-        let Err(cause) = self.destinations.swap_remove(first).1 else {
-            unreachable!("position() found an error there");
+        let Some(cause) = self.destinations.into_iter().find_map(|(_, r)| r.err()) else {
+            return Ok(());
         };
         let message = format!(
-            "notification {} ({}) failed on {}; it did arrive on [{}]",
+            "notification {} ({}) failed on {}; succeeded on [{}]",
             self.notification.message_id,
             self.notification.event_type,
             failed.join(", "),
@@ -198,7 +195,12 @@ pub struct PartialFailure {
 
 impl fmt::Display for PartialFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "first failure")
+        write!(
+            f,
+            "{} destination(s) did not fail, {} to resend; first failure",
+            self.succeeded.len(),
+            self.resend.pairs()
+        )
     }
 }
 
