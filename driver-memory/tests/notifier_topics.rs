@@ -106,7 +106,7 @@ async fn second_topic_full_then_resend_goes_only_to_it() {
     for topic in ["t1", "t3"] {
         assert_eq!(
             wait_for(&listeners[topic].1, 1).await,
-            [id.clone()],
+            std::slice::from_ref(&id),
             "{topic}"
         );
     }

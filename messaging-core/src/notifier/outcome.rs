@@ -64,16 +64,15 @@ impl Sent {
         if self.parts.iter().all(|(_, r)| r.is_ok()) {
             return Ok(NotifyReceipt { sent: self });
         }
-        NotificationOutcome {
+        let refused = NotificationOutcome {
             notification: self.notification,
             destinations: self
                 .parts
                 .into_iter()
                 .map(|(d, r)| (d, r.map(drop)))
                 .collect(),
-        }
-        .into_result()
-        .and_then(|()| unreachable!("a refused destination makes into_result fail"))
+        };
+        Err(refused.into_error().expect("a destination refused it"))
     }
 }
 
@@ -151,15 +150,18 @@ impl NotificationOutcome {
     /// destination that is the failure itself; with several, an error of the same
     /// kind naming where it arrived, with a [`PartialFailure`] as its source.
     pub fn into_result(self) -> Result<()> {
+        self.into_error().map_or(Ok(()), Err)
+    }
+
+    /// The error [`NotificationOutcome::into_result`] returns, if any.
+    fn into_error(self) -> Option<Error> {
         if self.destinations.len() == 1 {
-            return self.destinations.into_iter().map(|(_, r)| r).collect();
+            return self.destinations.into_iter().find_map(|(_, r)| r.err());
         }
         let succeeded: Vec<Destination> = self.delivered_to().cloned().collect();
         let failed: Vec<String> = self.failed().map(|(d, _)| d.to_string()).collect();
         let resend = Resend::of(&self, false);
-        let Some(cause) = self.destinations.into_iter().find_map(|(_, r)| r.err()) else {
-            return Ok(());
-        };
+        let cause = self.destinations.into_iter().find_map(|(_, r)| r.err())?;
         let message = format!(
             "notification {} ({}) failed on {}; succeeded on [{}]",
             self.notification.message_id,
@@ -171,13 +173,15 @@ impl NotificationOutcome {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        Err(Error::new(cause.kind().clone(), message)
-            .with_retryable(cause.is_retryable())
-            .with_source(PartialFailure {
-                succeeded,
-                resend,
-                cause,
-            }))
+        Some(
+            Error::new(cause.kind().clone(), message)
+                .with_retryable(cause.is_retryable())
+                .with_source(PartialFailure {
+                    succeeded,
+                    resend,
+                    cause,
+                }),
+        )
     }
 }
 
