@@ -15,7 +15,9 @@ use serde_json::json;
 async fn main() -> messaging_core::Result<()> {
     driver_memory::register();
     driver_kafka::register();
-    let url = std::env::args().nth(1).unwrap_or_else(|| "memory://".to_owned());
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "memory://".to_owned());
     let transport = Transport::open(&url)?;
     let notifier = Notifier::builder()
         .publisher_id("monasca.persister")
@@ -35,7 +37,10 @@ async fn main() -> messaging_core::Result<()> {
         if resend.is_empty() {
             break;
         }
-        eprintln!("attempt {attempt}: resending {} failed notifications", resend.notifications());
+        eprintln!(
+            "attempt {attempt}: resending {} failed notifications",
+            resend.notifications()
+        );
         outcome = notifier.resend(resend).await?.outcome().await;
     }
     if outcome.unknown_count() > 0 {
