@@ -105,18 +105,20 @@ pub(crate) async fn run(a: SendArgs) -> Result<()> {
     Ok(())
 }
 
-/// Bulks still waiting for the broker while the next ones are sent (bounds memory).
-const BATCHES_IN_FLIGHT: usize = 8;
+/// Notifications that may wait for the broker while the next bulks are sent: bounds
+/// memory, and is large enough to keep the broker busy even with small bulks.
+const IN_FLIGHT: u64 = 10_000;
 
 /// Send `a.count` notifications in bulks of `a.batch_size`, keeping up to
-/// [`BATCHES_IN_FLIGHT`] bulks unacknowledged, and gather every failure.
+/// [`IN_FLIGHT`] notifications (at least one bulk) unacknowledged, and gather every failure.
 async fn send_in_batches(
     notifier: &Notifier,
     a: &SendArgs,
     context: &Context,
     payload: &serde_json::Value,
 ) -> Result<Failures> {
-    let mut in_flight = VecDeque::with_capacity(BATCHES_IN_FLIGHT);
+    let mut in_flight = VecDeque::new();
+    let mut waiting = 0;
     let mut failures = Failures::default();
     let mut left = a.count;
     while left > 0 {
@@ -124,10 +126,13 @@ async fn send_in_batches(
         left -= size;
         let items = std::iter::repeat((a.event_type.as_str(), payload)).take(size as usize);
         in_flight.push_back(notifier.notify_many(a.priority, context, items).await?);
-        if in_flight.len() >= BATCHES_IN_FLIGHT {
-            if let Some(oldest) = in_flight.pop_front() {
-                failures.add(oldest.outcome().await);
-            }
+        waiting += size;
+        while waiting > IN_FLIGHT.max(a.batch_size) {
+            let Some(oldest) = in_flight.pop_front() else {
+                break;
+            };
+            waiting -= oldest.len() as u64;
+            failures.add(oldest.outcome().await);
         }
     }
     for receipt in in_flight {
