@@ -74,6 +74,52 @@ fn send_on_memory_succeeds() {
 }
 
 #[test]
+fn send_in_bulks_sends_every_notification_and_counts_failures_exactly() {
+    let send = |url: &str, count: &str, batch: &str| {
+        messaging(&[
+            "send",
+            "--url",
+            url,
+            "--event-type",
+            "e",
+            "--count",
+            count,
+            "--batch-size",
+            batch,
+        ])
+    };
+    let out = send("memory://", "2500", "1000");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("sent 2500"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Every record is larger than the limit: each one is refused, and counted.
+    let out = send("memory://?max_record_bytes=10", "25", "10");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("25 of 25 notification deliveries failed"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("failed: ")).count(),
+        10,
+        "{err}"
+    );
+
+    let out = send("memory://", "1", "0");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--batch-size"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn bad_input_gets_clear_errors_and_a_failure_exit() {
     let cases: &[(&[&str], &str)] = &[
         (

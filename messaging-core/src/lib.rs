@@ -62,7 +62,10 @@ pub use listener::{
     NotificationEndpoint, NotificationFilter, NotificationHandler, NotificationListener, Target,
 };
 pub use notification::{Context, ContextSanitizer, Metadata, Notification, OutgoingNotification};
-pub use notifier::{NotificationSink, Notifier, RecordingSink};
+pub use notifier::{
+    BulkOutcome, BulkReceipt, Destination, NotificationOutcome, NotificationSink, Notifier,
+    NotifyReceipt, PartialFailure, RecordingSink, Resend,
+};
 pub use options::{DriverOptions, OptionKind, OptionSpec};
 pub use priority::Priority;
 pub use registry::DriverRegistry;

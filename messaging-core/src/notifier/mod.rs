@@ -16,7 +16,9 @@
 //! the notification could not be handed to the transport, and the returned
 //! [`DeliveryReceipt`] resolves once the broker acknowledged it (or finally failed).
 
+mod outcome;
 mod routing;
+mod send;
 mod sinks;
 
 use std::fmt;
@@ -27,6 +29,10 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use outcome::{
+    BulkOutcome, BulkReceipt, Destination, NotificationOutcome, NotifyReceipt, PartialFailure,
+    Resend,
+};
 pub use routing::{RoutingRule, RoutingSink};
 pub use sinks::{LogSink, MessagingSink, NoopSink, RecordingSink};
 
@@ -38,6 +44,10 @@ use crate::retry::Retry;
 use crate::transport::{DeliveryReceipt, Transport};
 
 /// Where a notifier's notifications go (oslo calls these notifier "drivers").
+///
+/// Every method gives one result per topic, in the order of `topics`: the topic
+/// accepted the notification (a receipt for its acknowledgement) or refused it.
+/// That lets the notifier report, and resend, per topic.
 #[async_trait]
 pub trait NotificationSink: Send + Sync + fmt::Debug {
     /// Emit `notification` on every one of `topics`.
@@ -46,7 +56,29 @@ pub trait NotificationSink: Send + Sync + fmt::Debug {
         notification: &OutgoingNotification,
         topics: &[String],
         retry: Retry,
-    ) -> Result<DeliveryReceipt>;
+    ) -> TopicResults;
+
+    /// Emit many notifications, each on its own topics: one [`TopicResults`] per
+    /// item, in order. The default calls [`NotificationSink::emit`] for each.
+    async fn emit_batch(&self, items: &[SinkItem<'_>], retry: Retry) -> Vec<TopicResults> {
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            results.push(self.emit(item.notification, item.topics, retry).await);
+        }
+        results
+    }
+}
+
+/// One result per topic: accepted (with a receipt) or refused.
+pub type TopicResults = Vec<Result<DeliveryReceipt>>;
+
+/// One notification of a [`NotificationSink::emit_batch`] and the topics it goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkItem<'a> {
+    /// The notification.
+    pub notification: &'a OutgoingNotification,
+    /// Its topics on this sink.
+    pub topics: &'a [String],
 }
 
 /// Turns application values into JSON before sending (oslo's serializer hook).
@@ -213,7 +245,7 @@ pub fn sink_by_name(
 macro_rules! priority_methods {
     ($($(#[$doc:meta])* $name:ident => $priority:expr;)*) => {$(
         $(#[$doc])*
-        pub async fn $name<P: Serialize + ?Sized>(&self, context: &Context, event_type: &str, payload: &P) -> Result<DeliveryReceipt> {
+        pub async fn $name<P: Serialize + ?Sized>(&self, context: &Context, event_type: &str, payload: &P) -> Result<NotifyReceipt> {
             self.notify($priority, context, event_type, payload).await
         }
     )*};
@@ -272,17 +304,19 @@ impl Notifier {
 
     /// Send a notification of any priority.
     ///
-    /// Returns once every sink accepted it; the receipt resolves once every
-    /// transport acknowledged it.
+    /// Returns once every sink accepted it on every topic; the receipt resolves
+    /// once every transport acknowledged it. When some topics accepted it and
+    /// others refused, the error names those that have it and its source is a
+    /// [`PartialFailure`] with the [`Resend`] for the others.
     pub async fn notify<P: Serialize + ?Sized>(
         &self,
         priority: Priority,
         context: &Context,
         event_type: &str,
         payload: &P,
-    ) -> Result<DeliveryReceipt> {
+    ) -> Result<NotifyReceipt> {
         let notification = self.build_notification(priority, context, event_type, payload)?;
-        self.emit(&notification).await
+        self.emit_owned(notification).await
     }
 
     /// Build the notification that [`Notifier::notify`] would send.
@@ -293,11 +327,30 @@ impl Notifier {
         event_type: &str,
         payload: &P,
     ) -> Result<OutgoingNotification> {
-        let mut context = self.shared.sanitizer.sanitize(context);
+        let context = self.outgoing_context(context)?;
+        self.build_with_context(priority, context, event_type, payload)
+    }
+
+    /// The context as it goes out: secrets removed, then the serializer's rewrite.
+    fn outgoing_context(&self, context: &Context) -> Result<Context> {
+        let context = self.shared.sanitizer.sanitize(context);
+        match &self.shared.serializer {
+            None => Ok(context),
+            Some(s) => s.serialize_context(context),
+        }
+    }
+
+    /// A notification with an already outgoing context (see [`Self::outgoing_context`]).
+    fn build_with_context<P: Serialize + ?Sized>(
+        &self,
+        priority: Priority,
+        context: Context,
+        event_type: &str,
+        payload: &P,
+    ) -> Result<OutgoingNotification> {
         let payload = match &self.shared.serializer {
             None => envelope::payload_to_raw(payload),
             Some(s) => {
-                context = s.serialize_context(context)?;
                 let value = serde_json::to_value(payload)?;
                 envelope::payload_to_raw(&s.serialize_payload(value)?)
             }
@@ -323,19 +376,10 @@ impl Notifier {
         })
     }
 
-    /// Send an already built notification through every sink.
-    pub async fn emit(&self, notification: &OutgoingNotification) -> Result<DeliveryReceipt> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(Error::closed("notifier"));
-        }
-        let mut receipts = Vec::with_capacity(self.shared.sinks.len());
-        for sink in &self.shared.sinks {
-            receipts.push(
-                sink.emit(notification, &self.shared.topics, self.retry)
-                    .await?,
-            );
-        }
-        Ok(DeliveryReceipt::merge(receipts))
+    /// Send an already built notification through every sink, as
+    /// [`Notifier::notify`] does (the receipt keeps a copy of it).
+    pub async fn emit(&self, notification: &OutgoingNotification) -> Result<NotifyReceipt> {
+        self.emit_owned(notification.clone()).await
     }
 
     /// Refuse further notifications from this notifier and every prepared copy.

@@ -31,7 +31,8 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 #[cfg(feature = "routing-files")]
 use super::sink_by_name;
-use super::NotificationSink;
+use super::sinks::delivered_on;
+use super::{NotificationSink, TopicResults};
 use crate::error::{Error, ErrorKind, Result};
 use crate::notification::OutgoingNotification;
 use crate::priority::Priority;
@@ -185,6 +186,21 @@ impl RoutingSink {
     }
 }
 
+/// A routed sink's results folded into those of the sinks before it: per topic,
+/// the receipts merged, or the first refusal.
+fn fold_topic_results(acc: Option<TopicResults>, results: TopicResults) -> TopicResults {
+    let Some(acc) = acc else { return results };
+    acc.into_iter()
+        .zip(results)
+        .map(|(a, b)| match (a, b) {
+            (Ok(a), Ok(b)) => Ok(DeliveryReceipt::merge([a, b])),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        })
+        .collect()
+}
+
+/// A resend after a failure through a routing sink goes to every sink the rules
+/// pick for that topic, those that had it included.
 #[async_trait]
 impl NotificationSink for RoutingSink {
     async fn emit(
@@ -192,18 +208,18 @@ impl NotificationSink for RoutingSink {
         n: &OutgoingNotification,
         topics: &[String],
         retry: Retry,
-    ) -> Result<DeliveryReceipt> {
-        let mut receipts = Vec::new();
+    ) -> TopicResults {
+        let mut acc = None;
         for (name, sink) in &self.sinks {
             if self
                 .rules
                 .iter()
                 .any(|r| &r.sink == name && r.matches(&n.event_type, n.priority))
             {
-                receipts.push(sink.emit(n, topics, retry).await?);
+                acc = Some(fold_topic_results(acc, sink.emit(n, topics, retry).await));
             }
         }
-        Ok(DeliveryReceipt::merge(receipts))
+        acc.unwrap_or_else(|| delivered_on(topics))
     }
 }
 

@@ -6,9 +6,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::NotificationSink;
+use super::{NotificationSink, SinkItem, TopicResults};
+use crate::driver::OutgoingRecord;
 use crate::envelope;
-use crate::error::Result;
+use crate::error::Error;
 use crate::notification::OutgoingNotification;
 use crate::priority::Priority;
 use crate::retry::Retry;
@@ -73,6 +74,30 @@ impl TopicNames {
     }
 }
 
+impl MessagingSink {
+    /// Each (topic, body) of `items` as a transport record; an item that does not
+    /// encode is refused on each of its topics instead.
+    fn records(&self, items: &[SinkItem<'_>]) -> (Vec<OutgoingRecord>, Vec<Option<Error>>) {
+        let mut records = Vec::with_capacity(items.iter().map(|i| i.topics.len()).sum());
+        let mut refused = Vec::with_capacity(items.len());
+        for item in items {
+            let n = item.notification;
+            match envelope::encode(n) {
+                Ok(body) => {
+                    let body = Bytes::from(body);
+                    records.extend(item.topics.iter().map(|t| OutgoingRecord {
+                        topic: self.topic_name(t, n.priority).to_string(),
+                        body: body.clone(),
+                    }));
+                    refused.push(None);
+                }
+                Err(e) => refused.push(Some(e)),
+            }
+        }
+        (records, refused)
+    }
+}
+
 #[async_trait]
 impl NotificationSink for MessagingSink {
     async fn emit(
@@ -80,19 +105,52 @@ impl NotificationSink for MessagingSink {
         n: &OutgoingNotification,
         topics: &[String],
         retry: Retry,
-    ) -> Result<DeliveryReceipt> {
-        let body = Bytes::from(envelope::encode(n)?);
-        if topics.len() == 1 {
-            let topic = self.topic_name(&topics[0], n.priority);
-            return self.transport.send(&topic, body, retry).await;
-        }
-        let mut receipts = Vec::with_capacity(topics.len());
+    ) -> TopicResults {
+        let body = match envelope::encode(n) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => return refused_on(topics, e),
+        };
+        let mut results = Vec::with_capacity(topics.len());
         for t in topics {
             let topic = self.topic_name(t, n.priority);
-            receipts.push(self.transport.send(&topic, body.clone(), retry).await?);
+            results.push(self.transport.send(&topic, body.clone(), retry).await);
         }
-        Ok(DeliveryReceipt::merge(receipts))
+        results
     }
+
+    async fn emit_batch(&self, items: &[SinkItem<'_>], retry: Retry) -> Vec<TopicResults> {
+        let (records, refused) = self.records(items);
+        let mut sent = self.transport.send_batch(records, retry).await.into_iter();
+        items
+            .iter()
+            .zip(refused)
+            .map(|(item, refused)| match refused {
+                Some(e) => refused_on(item.topics, e),
+                None => sent.by_ref().take(item.topics.len()).collect(),
+            })
+            .collect()
+    }
+}
+
+/// `error` on each of `topics` (the first gets it, the others a copy of its kind and message).
+fn refused_on(topics: &[String], error: Error) -> TopicResults {
+    let mut results: TopicResults = topics
+        .iter()
+        .skip(1)
+        .map(|_| Err(Error::new(error.kind().clone(), error.message())))
+        .collect();
+    if !topics.is_empty() {
+        results.insert(0, Err(error));
+    }
+    results
+}
+
+/// Already delivered on each of `topics` (sinks with nothing to acknowledge).
+pub(super) fn delivered_on(topics: &[String]) -> TopicResults {
+    topics
+        .iter()
+        .map(|_| Ok(DeliveryReceipt::already_delivered()))
+        .collect()
 }
 
 /// Writes notifications to the log through `tracing` (`log`), at a level matching the priority.
@@ -104,10 +162,13 @@ impl NotificationSink for LogSink {
     async fn emit(
         &self,
         n: &OutgoingNotification,
-        _topics: &[String],
+        topics: &[String],
         _retry: Retry,
-    ) -> Result<DeliveryReceipt> {
-        let text = String::from_utf8_lossy(&envelope::encode(n)?).into_owned();
+    ) -> TopicResults {
+        let text = match envelope::encode(n) {
+            Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+            Err(e) => return refused_on(topics, e),
+        };
         let event_type = n.event_type.as_str();
         match n.priority {
             Priority::Debug => {
@@ -121,7 +182,7 @@ impl NotificationSink for LogSink {
             }
             _ => tracing::info!(target: "messaging.notification", event_type, "{text}"),
         }
-        Ok(DeliveryReceipt::already_delivered())
+        delivered_on(topics)
     }
 }
 
@@ -131,13 +192,8 @@ pub struct NoopSink;
 
 #[async_trait]
 impl NotificationSink for NoopSink {
-    async fn emit(
-        &self,
-        _n: &OutgoingNotification,
-        _t: &[String],
-        _r: Retry,
-    ) -> Result<DeliveryReceipt> {
-        Ok(DeliveryReceipt::already_delivered())
+    async fn emit(&self, _n: &OutgoingNotification, topics: &[String], _r: Retry) -> TopicResults {
+        delivered_on(topics)
     }
 }
 
@@ -191,12 +247,7 @@ impl RecordingSink {
 
 #[async_trait]
 impl NotificationSink for RecordingSink {
-    async fn emit(
-        &self,
-        n: &OutgoingNotification,
-        topics: &[String],
-        _r: Retry,
-    ) -> Result<DeliveryReceipt> {
+    async fn emit(&self, n: &OutgoingNotification, topics: &[String], _r: Retry) -> TopicResults {
         let record = RecordedNotification {
             priority: n.priority,
             publisher_id: n.publisher_id.clone(),
@@ -210,6 +261,6 @@ impl NotificationSink for RecordingSink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(record);
-        Ok(DeliveryReceipt::already_delivered())
+        delivered_on(topics)
     }
 }
