@@ -24,6 +24,11 @@ const FAST: &str =
     "rdkafka.consumer.session.timeout.ms=6000&rdkafka.consumer.heartbeat.interval.ms=500\
 &rdkafka.consumer.topic.metadata.refresh.interval.ms=1000&rdkafka.retry.backoff.max.ms=200";
 
+/// The payload's `"i"`, which every notification these tests send carries.
+fn index_of(n: &Notification) -> i64 {
+    n.payload.to_value().unwrap()["i"].as_i64().unwrap()
+}
+
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -51,7 +56,7 @@ struct Seen(Arc<Mutex<HashMap<i64, usize>>>);
 
 impl Seen {
     fn add(&self, n: &Notification) -> usize {
-        let i = n.payload["i"].as_i64().unwrap();
+        let i = index_of(n);
         let mut m = self.0.lock().unwrap();
         let c = m.entry(i).or_default();
         *c += 1;
@@ -183,7 +188,7 @@ fn flaky(seen: Seen) -> NotificationEndpoint {
     NotificationEndpoint::from_fn(move |n| {
         let seen = seen.clone();
         async move {
-            let i = n.payload["i"].as_i64().unwrap();
+            let i = index_of(&n);
             if seen.add(&n) == 1 && i % 2 == 1 {
                 return Err(format!("refusing {i} once").into());
             }

@@ -84,7 +84,8 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
                 let names: Vec<String> = batch
                     .iter()
                     .map(|n| {
-                        n.payload[0]["counter_name"]
+                        let samples = n.payload.to_value().unwrap_or_default();
+                        samples[0]["counter_name"]
                             .as_str()
                             .unwrap_or("?")
                             .to_owned()

@@ -60,7 +60,9 @@ pub use listener::{
     BatchEndpoint, BatchNotificationHandler, HandlerOutcome, HandlerResult, ListenerCounters,
     NotificationEndpoint, NotificationFilter, NotificationHandler, NotificationListener, Target,
 };
-pub use notification::{Context, ContextSanitizer, Metadata, Notification, OutgoingNotification};
+pub use notification::{
+    Context, ContextSanitizer, Metadata, Notification, OutgoingNotification, Payload,
+};
 pub use notifier::{NotificationSink, Notifier, RecordingSink};
 pub use options::{DriverOptions, OptionKind, OptionSpec};
 pub use priority::Priority;
