@@ -171,6 +171,17 @@ fn fast_decode_agrees_with_the_general_path() {
         assert_eq!(decode_general(&nested).is_ok(), depth + 2 <= 127, "{depth}");
         cases.push(nested);
     }
+    // A payload is kept as text, so nesting a `Value` cannot hold is accepted on
+    // both paths; asking for a `Value` is then the error.
+    let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+    let mut n = sample();
+    n.payload = RawValue::from_string(deep.clone()).unwrap();
+    let decoded = decode(&encode(&n).unwrap()).unwrap();
+    assert_eq!(decoded.payload.json(), deep);
+    assert_eq!(
+        decoded.payload.to_value().unwrap_err().kind(),
+        &ErrorKind::Decode
+    );
     let mut invalid_utf8 = good.clone();
     let at = invalid_utf8.len() - 6;
     invalid_utf8.splice(at..at, [0xc3, b'(']);
