@@ -34,7 +34,12 @@ async fn main() -> messaging_core::Result<()> {
             async move {
                 println!("a batch of {}", batch.len());
                 for n in batch {
-                    let _ = tx.send(n.payload["n"].as_u64());
+                    // Typed access reads straight from the payload's JSON text.
+                    #[derive(serde::Deserialize)]
+                    struct Numbered {
+                        n: u64,
+                    }
+                    let _ = tx.send(n.payload_as::<Numbered>().ok().map(|p| p.n));
                 }
                 Ok(HandlerOutcome::Handled)
             }

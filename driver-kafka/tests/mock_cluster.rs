@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use driver_kafka::mock::{ApiKey, RespErr};
 use driver_kafka::{ClientRole, KafkaDriver};
-use integration_tests::support::{init_tracing, unique};
+use integration_tests::support::{index_of, init_tracing, unique};
 use messaging_core::{
     Context, Driver, ErrorKind, HandlerOutcome, Notification, NotificationEndpoint,
     NotificationListener, Notifier, OutgoingRecord, Priority, ReceivedRecord, Retry, StartPosition,
@@ -41,7 +41,7 @@ struct Seen(Arc<Mutex<HashMap<i64, usize>>>);
 
 impl Seen {
     fn add(&self, n: &Notification) -> usize {
-        let i = n.payload["i"].as_i64().unwrap();
+        let i = index_of(n).expect("every notification here carries an integer \"i\"");
         let mut m = self.0.lock().unwrap();
         let c = m.entry(i).or_default();
         *c += 1;

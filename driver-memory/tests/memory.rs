@@ -75,7 +75,7 @@ async fn named_instances_are_isolated() {
         .endpoint(NotificationEndpoint::from_fn(move |n| {
             let tx = tx.clone();
             async move {
-                let _ = tx.send(n.payload.clone());
+                let _ = tx.send(n.payload.to_value().unwrap());
                 Ok(HandlerOutcome::Handled)
             }
         }))

@@ -110,11 +110,18 @@ impl Collector {
 
     /// Payload values of the collected notifications (`payload["i"]` as integers).
     pub fn indexes(&self) -> Vec<i64> {
-        self.all()
-            .iter()
-            .filter_map(|n| n.payload.get("i").and_then(|v| v.as_i64()))
-            .collect()
+        self.all().iter().filter_map(|n| index_of(n)).collect()
     }
+}
+
+/// The integer at the payload's key `"i"`, read straight from the payload's text
+/// (`None` when the payload has no integer `i`).
+pub fn index_of(n: &Notification) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Indexed {
+        i: i64,
+    }
+    n.payload_as::<Indexed>().ok().map(|p| p.i)
 }
 
 /// Assert that `indexes` holds every number in `0..n` exactly once.

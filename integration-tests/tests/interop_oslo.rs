@@ -290,7 +290,11 @@ async fn python_notifier_to_rust_listener() {
                 json!(r.priority.as_wire()),
                 line["priority"].clone(),
             ),
-            ("payload", r.payload.clone(), line["payload"].clone()),
+            (
+                "payload",
+                r.payload.to_value().unwrap(),
+                line["payload"].clone(),
+            ),
             (
                 "context",
                 Value::Object(r.context.clone()),

@@ -26,6 +26,7 @@ use messaging_core::{
 };
 use serde_json::json;
 
+use integration_tests::support::index_of;
 use kafka_support::{broker_required, eventually, unique};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -53,7 +54,7 @@ impl Counts {
         NotificationEndpoint::from_fn(move |n| {
             let me = me.clone();
             async move {
-                let i = n.payload["i"].as_i64().unwrap_or(-1);
+                let i = index_of(&n).unwrap_or(-1);
                 *me.0.lock().unwrap().entry(i).or_default() += 1;
                 Ok(HandlerOutcome::Handled)
             }
@@ -253,10 +254,7 @@ fn victim_listener_process() {
         let endpoint = BatchEndpoint::from_batch_fn(move |batch| {
             let log = log.clone();
             async move {
-                let indexes: Vec<i64> = batch
-                    .iter()
-                    .map(|n| n.payload["i"].as_i64().unwrap_or(-1))
-                    .collect();
+                let indexes: Vec<i64> = batch.iter().map(|n| index_of(n).unwrap_or(-1)).collect();
                 let hang = indexes.contains(&45);
                 let mut f = std::fs::OpenOptions::new()
                     .create(true)
@@ -424,7 +422,7 @@ fn stalled_listener_pauses_and_resumes_in_order() {
             NotificationEndpoint::from_fn(move |n| {
                 let order = order.clone();
                 async move {
-                    let i = n.payload["i"].as_i64().unwrap_or(-1);
+                    let i = index_of(&n).unwrap_or(-1);
                     if i == 3 {
                         tokio::time::sleep(Duration::from_secs(4)).await;
                     }

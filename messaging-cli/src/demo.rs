@@ -109,7 +109,8 @@ async fn start_listeners(
                 let names: Vec<String> = batch
                     .iter()
                     .map(|n| {
-                        n.payload[0]["counter_name"]
+                        let samples = n.payload.to_value().unwrap_or_default();
+                        samples[0]["counter_name"]
                             .as_str()
                             .unwrap_or("?")
                             .to_owned()

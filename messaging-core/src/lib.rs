@@ -61,7 +61,9 @@ pub use listener::{
     BatchEndpoint, BatchNotificationHandler, HandlerOutcome, HandlerResult, ListenerCounters,
     NotificationEndpoint, NotificationFilter, NotificationHandler, NotificationListener, Target,
 };
-pub use notification::{Context, ContextSanitizer, Metadata, Notification, OutgoingNotification};
+pub use notification::{
+    Context, ContextSanitizer, Metadata, Notification, OutgoingNotification, Payload,
+};
 pub use notifier::{
     BulkOutcome, BulkReceipt, Destination, NotificationOutcome, NotificationSink, Notifier,
     NotifyReceipt, PartialFailure, RecordingSink, Resend,

@@ -1,11 +1,13 @@
 //! Notifications: what a notifier sends and what a listener's handler receives.
 
+use std::fmt;
+
 use chrono::{DateTime, Timelike, Utc};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::priority::Priority;
 
 /// The request context that travels with a notification (a JSON object).
@@ -46,6 +48,98 @@ pub struct Metadata {
     pub timestamp: String,
 }
 
+/// A received payload: the JSON text it arrived as, checked to be one JSON value
+/// once, when the record was decoded, and parsed only when asked.
+///
+/// [`deserialize`](Payload::deserialize) reads your own type straight from the text
+/// (borrowing strings from it where your type allows);
+/// [`to_value`](Payload::to_value) gives a [`serde_json::Value`]. Two payloads are
+/// equal when their texts are; a payload equals a `Value` when it parses to it.
+#[derive(Clone)]
+pub struct Payload(Box<RawValue>);
+
+impl Payload {
+    /// A payload from JSON text (a [`crate::ErrorKind::Decode`] error when it is not one
+    /// JSON value).
+    pub fn from_json(text: impl Into<String>) -> Result<Payload> {
+        RawValue::from_string(text.into())
+            .map(Payload)
+            .map_err(|e| Error::decode("payload is not a JSON value").with_source(e))
+    }
+
+    /// The payload of any serializable value (written with Python's separators).
+    pub fn from_serialize<T: serde::Serialize + ?Sized>(value: &T) -> Result<Payload> {
+        crate::envelope::payload_to_raw(value).map(Payload)
+    }
+
+    /// The JSON text, exactly as it arrived.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Deserialize the payload into a type of your own, straight from its text.
+    ///
+    /// `T` may borrow from the payload (`&'a str` fields, `Cow<'a, str>` with
+    /// `#[serde(borrow)]`). A payload that does not fit is a
+    /// [`crate::ErrorKind::Decode`] error naming the type.
+    pub fn deserialize<'a, T: Deserialize<'a>>(&'a self) -> Result<T> {
+        serde_json::from_str(self.json()).map_err(|e| {
+            Error::decode(format!(
+                "payload does not fit {}",
+                std::any::type_name::<T>()
+            ))
+            .with_source(e)
+        })
+    }
+
+    /// The payload as a JSON value (parsed now, on every call). It fails only for
+    /// payloads a `Value` cannot hold: nesting deeper than serde_json's limit, or a
+    /// number out of `f64`'s range.
+    pub fn to_value(&self) -> Result<Value> {
+        self.deserialize()
+    }
+}
+
+impl From<Box<RawValue>> for Payload {
+    fn from(raw: Box<RawValue>) -> Self {
+        Payload(raw)
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Eq for Payload {}
+
+impl PartialEq<Value> for Payload {
+    fn eq(&self, other: &Value) -> bool {
+        self.to_value().is_ok_and(|v| &v == other)
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({})", self.json())
+    }
+}
+
+/// The JSON text.
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.json())
+    }
+}
+
+/// Written as the JSON value it is (its text, unchanged).
+impl serde::Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
 /// A received notification, as a listener's handler sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
@@ -57,22 +151,16 @@ pub struct Notification {
     pub event_type: String,
     /// Its priority (which selected the handler).
     pub priority: Priority,
-    /// The payload.
-    pub payload: Value,
+    /// The payload, as the JSON text it arrived as.
+    pub payload: Payload,
     /// `message_id` and `timestamp`.
     pub metadata: Metadata,
 }
 
 impl Notification {
-    /// Deserialize the payload into a type of your own.
-    pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T> {
-        T::deserialize(&self.payload).map_err(|e| {
-            Error::new(
-                ErrorKind::Decode,
-                format!("payload of {} does not fit the type", self.event_type),
-            )
-            .with_source(e)
-        })
+    /// Deserialize the payload into a type of your own (see [`Payload::deserialize`]).
+    pub fn payload_as<'a, T: Deserialize<'a>>(&'a self) -> Result<T> {
+        self.payload.deserialize()
     }
 
     /// The notification's fields as one JSON object (the CLI's output line).

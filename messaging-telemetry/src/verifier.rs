@@ -10,7 +10,8 @@
 //! use messaging_telemetry::SignatureVerifier;
 //!
 //! let verifier = SignatureVerifier::from_fn("s3cr3t", |n| async move {
-//!     println!("{} verified samples", n.payload.as_array().map_or(0, Vec::len));
+//!     let samples = n.payload_as::<Vec<serde_json::Value>>().map_or(0, |s| s.len());
+//!     println!("{samples} verified samples");
 //!     Ok(HandlerOutcome::Handled)
 //! });
 //! let stats = verifier.stats(); // read the counters later
@@ -200,7 +201,12 @@ impl<H> SignatureVerifier<H> {
 
     /// Whether `n` passes; counts and logs a rejection.
     fn admit(&self, n: &Notification) -> bool {
-        match verify_payload(&n.payload, self.secret.expose()) {
+        let verdict = n
+            .payload
+            .to_value()
+            .map_err(|_| Rejection::NotSigned)
+            .and_then(|payload| verify_payload(&payload, self.secret.expose()));
+        match verdict {
             Ok(()) => {
                 self.stats.inner.passed.fetch_add(1, Ordering::Relaxed);
                 true

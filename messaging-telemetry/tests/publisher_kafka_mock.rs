@@ -130,7 +130,7 @@ async fn queue_and_default_policies_on_kafka_produce_failures() {
             .expect("samples arrive")
             .unwrap();
         assert!(n.publisher_id.starts_with("telemetry.publisher."));
-        for s in n.payload.as_array().unwrap() {
+        for s in n.payload.to_value().unwrap().as_array().unwrap() {
             assert!(verify_signature(s.as_object().unwrap(), SECRET));
             names.push(s["counter_name"].as_str().unwrap().to_owned());
         }

@@ -73,11 +73,11 @@ async fn send_mix(transport: &Transport, broker: &str) {
 }
 
 fn first_name(n: &Notification) -> String {
-    let v = n
-        .payload
+    let payload = n.payload.to_value().unwrap();
+    let v = payload
         .as_array()
         .and_then(|a| a.first())
-        .unwrap_or(&n.payload);
+        .unwrap_or(&payload);
     v["counter_name"].as_str().unwrap_or("?").to_owned()
 }
 

@@ -11,7 +11,7 @@ use messaging_core::{
 use serde_json::json;
 
 use super::{listen, notifier, unique, Harness};
-use crate::support::{assert_exactly_once, Collector};
+use crate::support::{assert_exactly_once, index_of, Collector};
 
 type Attempts = Arc<Mutex<HashMap<i64, usize>>>;
 
@@ -22,7 +22,7 @@ fn flaky(done: Collector, attempts: Attempts, how: &'static str) -> Notification
         let done = done.clone();
         let attempts = attempts.clone();
         async move {
-            let i = n.payload["i"].as_i64().unwrap_or(-1);
+            let i = index_of(&n).unwrap_or(-1);
             let attempt = {
                 let mut a = attempts.lock().unwrap();
                 let c = a.entry(i).or_default();
@@ -222,7 +222,9 @@ pub async fn record_size_limit_is_exact(h: Harness) {
         1,
         "only the one that fits"
     );
-    let blob_len = got.all()[0].payload["blob"].as_str().map(str::len);
+    let blob_len = got.all()[0].payload.to_value().unwrap()["blob"]
+        .as_str()
+        .map(str::len);
     assert_eq!(blob_len, Some(fits - framing));
     l.stop_and_wait().await.unwrap();
     t.close(h.patience()).await.unwrap();

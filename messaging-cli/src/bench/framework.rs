@@ -21,6 +21,12 @@ struct BenchPayload<'a> {
     pad: &'a str,
 }
 
+/// What the handler reads of a [`BenchPayload`]: only its send time.
+#[derive(serde::Deserialize)]
+struct SentAt {
+    t: u64,
+}
+
 /// The figures of one run.
 #[derive(Debug, Serialize)]
 pub(crate) struct BenchReport {
@@ -97,7 +103,7 @@ pub(crate) async fn measure(
         let bar = bar.clone();
         NotificationEndpoint::from_fn(move |n| {
             let now = origin.elapsed().as_micros() as u64;
-            let sent = n.payload.get("t").and_then(|v| v.as_u64()).unwrap_or(now);
+            let sent = n.payload_as::<SentAt>().map_or(now, |p| p.t);
             if let Ok(mut h) = histogram.lock() {
                 let _ = h.record(now.saturating_sub(sent).max(1));
             }

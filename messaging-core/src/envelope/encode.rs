@@ -5,7 +5,7 @@ use serde::Serialize;
 #[cfg(test)]
 use serde_json::value::RawValue;
 
-use super::*;
+use super::to_python_json;
 use crate::error::Result;
 #[cfg(test)]
 use crate::notification::Context;

@@ -3,10 +3,11 @@
 
 use std::borrow::Cow;
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::decode::*;
-use super::encode::*;
+use super::encode::{byte_needs_escape, escape_mask, first_escape, OUTER_PREFIX};
+use super::record::{into_notification, WireRecord};
 use crate::error::Result;
 use crate::notification::Notification;
 
@@ -84,7 +85,11 @@ pub(super) fn unescape_contents(contents: &[u8]) -> Option<String> {
 /// Build the notification from the fields read in place
 /// (`[message_id, publisher_id, event_type, priority, timestamp]`), with the checks
 /// of the serde path.
-fn fields_to_notification(text: [&str; 5], payload: Value, context: Value) -> Result<Notification> {
+fn fields_to_notification(
+    text: [&str; 5],
+    payload: Box<RawValue>,
+    context: Value,
+) -> Result<Notification> {
     let [message_id, publisher_id, event_type, priority, timestamp] = text;
     into_notification(WireRecord {
         version: None,
@@ -104,14 +109,14 @@ fn fields_to_notification(text: [&str; 5], payload: Value, context: Value) -> Re
 /// without serde's per-key machinery. `None` for anything else, and whenever a
 /// value does not parse: the caller then parses the message with serde, which
 /// gives the same result or the error.
-pub(super) fn canonical_inner(message: &str) -> Option<Result<Notification>> {
+pub(super) fn read_canonical_message(message: &str) -> Option<Result<Notification>> {
     let mut at = 0;
     let message_id = simple_string_after(message, &mut at, br#"{"message_id": "#)?;
     let publisher_id = simple_string_after(message, &mut at, br#", "publisher_id": "#)?;
     let event_type = simple_string_after(message, &mut at, br#", "event_type": "#)?;
     let priority = simple_string_after(message, &mut at, br#", "priority": "#)?;
-    let payload = value_after(message, &mut at, br#", "payload": "#)?;
-    payload_onwards(
+    let payload = raw_value_after(message, &mut at, br#", "payload": "#)?;
+    read_timestamp_and_context(
         [message_id, publisher_id, event_type, priority],
         payload,
         message,
@@ -119,10 +124,11 @@ pub(super) fn canonical_inner(message: &str) -> Option<Result<Notification>> {
     )
 }
 
-/// [`canonical_inner`] of the escaped `oslo.message` contents, reading the
-/// fields before the payload in place and unescaping only from the payload on
-/// (what `canonical_inner(unescape_contents(contents))` gives, or `None`).
-pub(super) fn canonical_direct(contents: &[u8]) -> Option<Result<Notification>> {
+/// [`read_canonical_message`] of the still escaped `oslo.message` contents,
+/// reading the fields before the payload in place and unescaping only from the
+/// payload on (what `read_canonical_message(unescape_contents(contents))` gives,
+/// or `None`).
+pub(super) fn read_canonical_escaped(contents: &[u8]) -> Option<Result<Notification>> {
     let mut at = 0;
     let message_id = escaped_simple_string_after(contents, &mut at, br#"{\"message_id\": \""#)?;
     let publisher_id =
@@ -136,8 +142,8 @@ pub(super) fn canonical_direct(contents: &[u8]) -> Option<Result<Notification>> 
     // Split after a whole escape sequence, so unescaping the rest alone is exact.
     let rest = unescape_contents(&contents[at + PAYLOAD.len()..])?;
     let mut at = 0;
-    let payload = value_after(&rest, &mut at, b"")?;
-    payload_onwards(
+    let payload = raw_value_after(&rest, &mut at, b"")?;
+    read_timestamp_and_context(
         [message_id, publisher_id, event_type, priority],
         payload,
         &rest,
@@ -148,9 +154,9 @@ pub(super) fn canonical_direct(contents: &[u8]) -> Option<Result<Notification>> 
 /// The end both canonical readers share: after the fields before the payload
 /// (`[message_id, publisher_id, event_type, priority]`) and the payload, read up to
 /// `at` of `message`, the timestamp, the context and the closing brace.
-fn payload_onwards(
+fn read_timestamp_and_context(
     head: [&str; 4],
-    payload: Value,
+    payload: Box<RawValue>,
     message: &str,
     mut at: usize,
 ) -> Option<Result<Notification>> {
@@ -205,6 +211,25 @@ pub(super) fn simple_string_after<'a, const N: usize>(
     *at = end + 1;
     // Both ends are ASCII quotes, so these are character boundaries.
     message.get(start..end)
+}
+
+/// `key` at `*at`, then one JSON value, kept as its text (checked, not built).
+///
+/// serde reads a raw value without a nesting limit, on this path as on the serde
+/// path, so both accept the same payloads.
+pub(super) fn raw_value_after<const N: usize>(
+    message: &str,
+    at: &mut usize,
+    key: &[u8; N],
+) -> Option<Box<RawValue>> {
+    if message.as_bytes().get(*at..*at + N) != Some(key.as_slice()) {
+        return None;
+    }
+    let rest = message.get(*at + key.len()..)?;
+    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<&RawValue>();
+    let value = values.next()?.ok()?.to_owned();
+    *at += key.len() + values.byte_offset();
+    Some(value)
 }
 
 /// `key` at `*at`, then one JSON value.

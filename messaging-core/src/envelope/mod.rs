@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 mod decode;
 mod encode;
 mod fast_decode;
+mod record;
 #[cfg(test)]
 mod tests;
 

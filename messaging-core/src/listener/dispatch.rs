@@ -32,6 +32,19 @@ pub(crate) enum Dispatch {
     },
 }
 
+impl Dispatch {
+    /// Whether every typed endpoint that accepts `n` can read its payload (a
+    /// record that fails this is skipped like a foreign one).
+    fn check_payload(&self, n: &Notification) -> Result<()> {
+        match self {
+            Dispatch::Single(endpoints) => endpoints.iter().try_for_each(|ep| ep.check_payload(n)),
+            Dispatch::Batch { endpoints, .. } => {
+                endpoints.iter().try_for_each(|ep| ep.check_payload(n))
+            }
+        }
+    }
+}
+
 /// What a listener does with what it received, beyond the shared loop's settings.
 #[derive(Debug, Clone)]
 pub(crate) struct ListenerSettings {
@@ -284,7 +297,11 @@ impl Service for ListenerService {
 
     async fn dispatch(&mut self, record: ReceivedRecord, work: &mut InFlight<Settled>) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let notification = match envelope::decode(&record.body) {
+        let decoded = envelope::decode(&record.body).and_then(|n| {
+            self.dispatch.check_payload(&n)?;
+            Ok(n)
+        });
+        let notification = match decoded {
             Ok(n) => Arc::new(n),
             Err(e) => {
                 self.skip_foreign(&record, &e).await;

@@ -1,10 +1,14 @@
 //! Endpoint filters, with oslo's semantics.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use regex::Regex;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::notification::Notification;
+use crate::notification::{Notification, Payload};
 
 /// Selects which notifications an endpoint receives.
 ///
@@ -39,6 +43,140 @@ fn matches_map(filters: &[(String, Regex)], map: Option<&Map<String, Value>>) ->
     filters
         .iter()
         .all(|(k, re)| matches_text(re, map.and_then(|m| m.get(k))))
+}
+
+/// Whether every payload filter matches, parsing only the keys they test: the
+/// payload's other values are skipped, not built.
+fn matches_payload(filters: &[(String, Regex)], payload: &Payload) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    let mut de = serde_json::Deserializer::from_str(payload.json());
+    let found =
+        serde::Deserializer::deserialize_any(&mut de, TopLevelStrings(filters)).unwrap_or_default();
+    found.len() == filters.len()
+        && filters
+            .iter()
+            .zip(&found)
+            .all(|((_, re), value)| matches!(value, Some(s) if re.is_match(s)))
+}
+
+/// Reads a JSON value and gives, for each filter, the string at its top-level key
+/// (`None` when missing or not a string; an empty list when the value is not an
+/// object). A repeated key counts as its last occurrence, as in a parsed `Value`.
+struct TopLevelStrings<'f>(&'f [(String, Regex)]);
+
+impl<'de> Visitor<'de> for TopLevelStrings<'_> {
+    type Value = Vec<Option<Cow<'de, str>>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut found = vec![None; self.0.len()];
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let slots: Vec<usize> = (0..self.0.len()).filter(|&i| self.0[i].0 == key).collect();
+            if slots.is_empty() {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value = map.next_value_seed(StringOrNone)?;
+            for i in slots {
+                found[i].clone_from(&value);
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| Vec::new())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+}
+
+/// One value: its text when it is a string, `None` (after skipping it) otherwise.
+struct StringOrNone;
+
+impl<'de> DeserializeSeed<'de> for StringOrNone {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringOrNone {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(s.to_owned())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Self::Value, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 impl NotificationFilter {
@@ -99,7 +237,7 @@ impl NotificationFilter {
             }
         }
         if !matches_map(&self.context, Some(&n.context))
-            || !matches_map(&self.payload, n.payload.as_object())
+            || !matches_payload(&self.payload, &n.payload)
         {
             return false;
         }
@@ -126,7 +264,8 @@ mod tests {
             publisher_id: "compute.host1".into(),
             event_type: "compute.instance.create.end".into(),
             priority: Priority::Info,
-            payload: json!({"state": "active", "size": 3}),
+            payload: Payload::from_json(r#"{"state": "active", "size": 3, "state2": {"state": "x"}, "esc\u0061ped": "yes\n"}"#)
+                .unwrap(),
             metadata: Metadata {
                 message_id: "abc-1".into(),
                 timestamp: "2026-01-01 00:00:00".into(),
@@ -189,6 +328,46 @@ mod tests {
             .payload("size", "3")
             .unwrap()
             .matches(&n));
+        assert!(
+            !NotificationFilter::new()
+                .payload("state2", ".*")
+                .unwrap()
+                .matches(&n),
+            "an object is not a string"
+        );
+        assert!(
+            NotificationFilter::new()
+                .payload("escaped", "yes\n")
+                .unwrap()
+                .payload("state", "active")
+                .unwrap()
+                .payload("state", "a")
+                .unwrap()
+                .matches(&n),
+            "escaped keys and values, and one key tested twice"
+        );
+        assert!(!NotificationFilter::new()
+            .payload("missing", ".*")
+            .unwrap()
+            .matches(&n));
+        let mut other = n.clone();
+        for (text, passes) in [
+            (r#"["state", "active"]"#, false),
+            (r#""active""#, false),
+            ("null", false),
+            (r#"{"state": "idle", "state": "active"}"#, true),
+            (r#"{"state": "active", "state": 1}"#, false),
+        ] {
+            other.payload = Payload::from_json(text).unwrap();
+            let filter = NotificationFilter::new().payload("state", "act").unwrap();
+            assert_eq!(filter.matches(&other), passes, "{text}");
+            let parsed = other.payload.to_value().unwrap();
+            assert_eq!(
+                passes,
+                matches!(parsed.get("state"), Some(Value::String(s)) if s.starts_with("act")),
+                "the same as reading the parsed value: {text}"
+            );
+        }
         let both = NotificationFilter::new()
             .publisher_id("compute")
             .unwrap()

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use endpoint::{
     BatchEndpoint, BatchNotificationHandler, Endpoint, FnHandler, HandlerOutcome, HandlerResult,
-    NotificationEndpoint, NotificationHandler,
+    NotificationEndpoint, NotificationHandler, TypedHandler,
 };
 pub use filter::NotificationFilter;
 
