@@ -67,3 +67,21 @@ fn notifier_listener_runs_on_kafka_mock() {
         "3 notifications handled",
     );
 }
+
+#[test]
+fn typed_handler_runs() {
+    run(
+        "typed_handler",
+        &[],
+        "2 typed notifications handled, 1 that did not fit skipped",
+    );
+}
+
+#[test]
+fn bulk_send_runs() {
+    run(
+        "bulk_send",
+        &[],
+        "done: 0 failed deliveries left, 0 undelivered at close",
+    );
+}
