@@ -45,6 +45,9 @@ export MESSAGING_TANSU_SCRIPT="$root/scripts/tansu.sh"
 step "cargo test --workspace (every tier: memory, Kafka mock, Kafka on Tansu, oslo.messaging interop)"
 cargo test --workspace --no-fail-fast -- --test-threads=2
 
+step "the crates package (cargo package builds each published crate from its packaged files)"
+cargo package --workspace --exclude integration-tests --exclude examples --quiet
+
 step "the demo runs"
 cargo run --quiet -p messaging-cli --bin messaging -- demo >/dev/null   # the test build, already compiled
 
