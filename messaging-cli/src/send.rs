@@ -124,7 +124,7 @@ async fn send_in_batches(
     while left > 0 {
         let size = left.min(a.batch_size);
         left -= size;
-        let items = std::iter::repeat((a.event_type.as_str(), payload)).take(size as usize);
+        let items = std::iter::repeat_n((a.event_type.as_str(), payload), size as usize);
         in_flight.push_back(notifier.notify_many(a.priority, context, items).await?);
         waiting += size;
         while waiting > IN_FLIGHT.max(a.batch_size) {
