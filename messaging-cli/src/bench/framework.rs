@@ -3,17 +3,18 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use messaging_core::{
-    Context, Error, ErrorKind, HandlerOutcome, NotificationEndpoint, NotificationListener,
-    Notifier, Result, Retry, StartPosition, Target, Transport,
+    Context, Error, HandlerOutcome, NotificationEndpoint, NotificationListener, Notifier, Result,
+    Retry, StartPosition, Target, Transport,
 };
 use serde::Serialize;
 use tokio::sync::Notify;
+
+use super::latency::LatencyCounts;
 
 #[derive(Serialize)]
 struct BenchPayload<'a> {
@@ -88,25 +89,21 @@ pub(crate) async fn measure(
 ) -> Result<BenchReport> {
     let transport = Transport::open(url)?;
     let topic = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let histogram = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
-            .map_err(|e| Error::new(ErrorKind::Internal, "histogram").with_source(e))?,
-    ));
+    // No lock per notification: the handler's own cost is not the framework's.
+    let latencies = Arc::new(LatencyCounts::new(600_000_000));
     let handled = Arc::new(AtomicU64::new(0));
     let all_done = Arc::new(Notify::new());
     let origin = Instant::now();
     let bar = progress(count);
     let endpoint = {
-        let histogram = histogram.clone();
+        let latencies = latencies.clone();
         let handled = handled.clone();
         let all_done = all_done.clone();
         let bar = bar.clone();
         NotificationEndpoint::from_fn(move |n| {
             let now = origin.elapsed().as_micros() as u64;
             let sent = n.payload_as::<SentAt>().map_or(now, |p| p.t);
-            if let Ok(mut h) = histogram.lock() {
-                let _ = h.record(now.saturating_sub(sent).max(1));
-            }
+            latencies.record(now.saturating_sub(sent));
             let done = handled.fetch_add(1, Ordering::Relaxed) + 1;
             if done % 1024 == 0 || done == count {
                 bar.set_position(done);
@@ -172,9 +169,7 @@ pub(crate) async fn measure(
             handled.load(Ordering::Relaxed)
         )));
     }
-    let h = histogram
-        .lock()
-        .map_err(|_| Error::new(ErrorKind::Internal, "histogram lock"))?;
+    let h = latencies.histogram()?;
     let baseline = json_baseline(count, &pad);
     let end_to_end_per_sec = count as f64 / e2e_secs;
     Ok(BenchReport {
@@ -187,7 +182,7 @@ pub(crate) async fn measure(
         end_to_end_per_sec,
         latency_p50_us: h.value_at_quantile(0.50),
         latency_p99_us: h.value_at_quantile(0.99),
-        latency_max_us: h.max(),
+        latency_max_us: latencies.max(),
         baseline_json_round_trip_per_sec: baseline,
         end_to_end_vs_baseline: end_to_end_per_sec / baseline,
     })

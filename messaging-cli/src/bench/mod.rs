@@ -7,6 +7,7 @@ use clap::Args;
 use messaging_core::Result;
 
 mod framework;
+mod latency;
 mod raw;
 
 /// Arguments of `messaging bench`.
