@@ -101,12 +101,6 @@ pub(super) fn escape_mask(chunk: u64) -> u64 {
     (ctrl | quote | backslash) & HIGHS
 }
 
-/// Whether any byte of `chunk` is one a JSON string must escape.
-#[inline(always)]
-pub(super) fn chunk_needs_escape(chunk: u64) -> bool {
-    escape_mask(chunk) != 0
-}
-
 #[inline(always)]
 pub(super) fn byte_needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
@@ -114,20 +108,30 @@ pub(super) fn byte_needs_escape(b: u8) -> bool {
 
 /// The index of the first byte at or after `from` that a JSON string must escape
 /// (`bytes.len()` when none).
+///
+/// A word at a time, the flagged byte found from the mask (its lowest flag is
+/// always a real one); the last, partial word is padded with a byte that needs
+/// no escape, so no byte is ever looked at one by one.
 #[inline]
-pub(super) fn first_escape(bytes: &[u8], mut from: usize) -> usize {
-    while from + 8 <= bytes.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[from..from + 8]);
-        if chunk_needs_escape(u64::from_le_bytes(word)) {
-            break;
+pub(super) fn first_escape(bytes: &[u8], from: usize) -> usize {
+    let rest = bytes.get(from..).unwrap_or_default();
+    let mut words = rest.chunks_exact(8);
+    let mut at = from;
+    for word in words.by_ref() {
+        let mask = escape_mask(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+        if mask != 0 {
+            return at + (mask.trailing_zeros() / 8) as usize;
         }
-        from += 8;
+        at += 8;
     }
-    while from < bytes.len() && !byte_needs_escape(bytes[from]) {
-        from += 1;
+    let tail = words.remainder();
+    let mut word = [b'a'; 8];
+    word[..tail.len()].copy_from_slice(tail);
+    let mask = escape_mask(u64::from_le_bytes(word));
+    if mask != 0 {
+        return at + (mask.trailing_zeros() / 8) as usize;
     }
-    from
+    bytes.len()
 }
 
 /// Append `text` escaped as the contents of a JSON string, exactly as serde_json

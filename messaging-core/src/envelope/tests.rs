@@ -274,3 +274,30 @@ fn rejects_foreign_records_with_typed_errors() {
     let newer = decode(br#"{"oslo.version": "2.1", "oslo.message": "{}"}"#).unwrap_err();
     assert!(newer.to_string().contains("newer"));
 }
+
+/// `first_escape` (a word at a time, the last word padded) finds exactly the
+/// byte a byte-by-byte scan finds, for every start and at every position of
+/// every kind of byte to escape, including in the last, partial word.
+#[test]
+fn first_escape_agrees_with_a_byte_scan() {
+    for len in 0..20 {
+        for at in 0..=len {
+            for special in [b'"', b'\\', b'\n', 0u8, 0x1f, 0xe9] {
+                let mut bytes = vec![b'x'; len];
+                if at < len {
+                    bytes[at] = special;
+                }
+                for from in 0..=len {
+                    let expected = (from..len)
+                        .find(|&i| byte_needs_escape(bytes[i]))
+                        .unwrap_or(len);
+                    assert_eq!(
+                        first_escape(&bytes, from),
+                        expected,
+                        "{bytes:?} from {from}"
+                    );
+                }
+            }
+        }
+    }
+}
