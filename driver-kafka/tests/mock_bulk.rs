@@ -6,28 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use driver_kafka::mock::{ApiKey, RespErr};
+use integration_tests::support::{receive_n, unique};
 use messaging_core::{
-    envelope, Context, Driver, Notifier, Priority, ReceivedRecord, Retry, StartPosition,
-    Subscription, SubscriptionSpec, Transport, TransportUrl,
+    envelope, Context, Driver, Notifier, Priority, Retry, StartPosition, SubscriptionSpec,
+    Transport, TransportUrl,
 };
 use serde_json::json;
-
-fn unique(what: &str) -> String {
-    format!("{what}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-}
-
-async fn receive_n(sub: &dyn Subscription, n: usize) -> Vec<ReceivedRecord> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while out.len() < n && tokio::time::Instant::now() < deadline {
-        out.extend(
-            sub.receive(n - out.len(), Duration::from_millis(200))
-                .await
-                .unwrap(),
-        );
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_errors_for_part_of_a_bulk_then_resend_of_only_those_holds_each_once() {
@@ -107,7 +91,7 @@ async fn produce_errors_for_part_of_a_bulk_then_resend_of_only_those_holds_each_
         })
         .await
         .unwrap();
-    let got = receive_n(sub.as_ref(), BULK + 1).await;
+    let got = receive_n(sub.as_ref(), BULK + 1, Duration::from_secs(60)).await;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for r in &got {
         let id = envelope::decode(&r.body).unwrap().metadata.message_id;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use driver_kafka::mock::{ApiKey, RespErr};
 use driver_kafka::{ClientRole, KafkaDriver};
-use integration_tests::support::{index_of, init_tracing, unique};
+use integration_tests::support::{index_of, init_tracing, receive_n, unique};
 use messaging_core::{
     Context, Driver, ErrorKind, HandlerOutcome, Notification, NotificationEndpoint,
     NotificationListener, Notifier, OutgoingRecord, Priority, ReceivedRecord, Retry, StartPosition,
@@ -131,19 +131,6 @@ async fn a_record_without_a_value_is_skipped_and_counted() {
         t.close(Duration::from_secs(5)).await.unwrap().undelivered,
         0
     );
-}
-
-async fn receive_n(sub: &dyn Subscription, n: usize) -> Vec<ReceivedRecord> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while out.len() < n && tokio::time::Instant::now() < deadline {
-        out.extend(
-            sub.receive(n - out.len(), Duration::from_millis(200))
-                .await
-                .unwrap(),
-        );
-    }
-    out
 }
 
 fn body_index(r: &ReceivedRecord) -> i64 {
@@ -300,7 +287,7 @@ async fn produce_errors_are_retried_by_the_core_or_reported() {
     assert!(t.counters().retried >= 1, "{:?}", t.counters());
 
     let sub = subscribe_from_earliest(&driver, &topic).await;
-    let got = receive_n(sub.as_ref(), 2).await;
+    let got = receive_n(sub.as_ref(), 2, Duration::from_secs(30)).await;
     // Record 1 was reported lost; every other record is there once.
     assert_eq!(got.iter().map(body_index).collect::<Vec<_>>(), vec![0, 2]);
     assert_nothing_more(sub.as_ref()).await;
@@ -341,7 +328,7 @@ async fn transient_produce_errors_lose_nothing_and_duplicate_nothing() {
     assert_eq!(t.counters().delivery_failed, 0, "{:?}", t.counters());
     let sub = subscribe_from_earliest(&driver, &topic).await;
     let total = (1 + ROUNDS * PER_ROUND) as usize;
-    let got: Vec<i64> = receive_n(sub.as_ref(), total)
+    let got: Vec<i64> = receive_n(sub.as_ref(), total, Duration::from_secs(30))
         .await
         .iter()
         .map(body_index)
@@ -436,7 +423,7 @@ async fn a_delivery_timeout_is_outcome_unknown_and_never_resent() {
     assert_eq!((c.retried, c.outcome_unknown, c.delivery_failed), (0, 1, 0));
     // The broker was down throughout: record 1 is not there, and was not resent.
     let sub = subscribe_from_earliest(&driver, &topic).await;
-    let got = receive_n(sub.as_ref(), 1).await;
+    let got = receive_n(sub.as_ref(), 1, Duration::from_secs(30)).await;
     assert_eq!(got.iter().map(body_index).collect::<Vec<_>>(), vec![0]);
     assert_nothing_more(sub.as_ref()).await;
     sub.close(Duration::from_secs(10)).await.unwrap();

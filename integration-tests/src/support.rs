@@ -5,13 +5,30 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use messaging_core::{HandlerOutcome, Notification, NotificationEndpoint};
+use messaging_core::{
+    HandlerOutcome, Notification, NotificationEndpoint, ReceivedRecord, Subscription,
+};
 use tokio::sync::Notify;
 
 /// A short unique name for a topic, pool or group: `what-` and 10 hex digits.
 pub fn unique(what: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("{what}-{}", &id[..10])
+}
+
+/// Receive from a driver's subscription until `n` records arrived or `timeout`
+/// passed; returns what arrived (fewer than `n` on timeout).
+pub async fn receive_n(sub: &dyn Subscription, n: usize, timeout: Duration) -> Vec<ReceivedRecord> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < n && tokio::time::Instant::now() < deadline {
+        let batch = sub
+            .receive(n - out.len(), Duration::from_millis(200))
+            .await
+            .expect("receive");
+        out.extend(batch);
+    }
+    out
 }
 
 /// Install the test log subscriber (`RUST_LOG`, default `warn`) once per process.
