@@ -62,6 +62,25 @@ impl Seen {
     }
 }
 
+/// A started listener on `topic`, in a pool of its own, that records into `seen`.
+async fn counting_listener(t: &Transport, topic: &str, seen: &Seen) -> NotificationListener {
+    let seen = seen.clone();
+    let listener = NotificationListener::builder(t)
+        .target(Target::new(topic))
+        .endpoint(NotificationEndpoint::from_fn(move |n| {
+            let seen = seen.clone();
+            async move {
+                seen.add(&n);
+                Ok(HandlerOutcome::Handled)
+            }
+        }))
+        .pool(unique("pool"))
+        .build()
+        .unwrap();
+    listener.start().await.unwrap();
+    listener
+}
+
 fn notifier(t: &Transport, topic: &str, retry: Retry) -> Notifier {
     Notifier::builder()
         .publisher_id("test.mock")
@@ -80,22 +99,7 @@ async fn a_record_without_a_value_is_skipped_and_counted() {
     let (driver, t) = mock("");
     let topic = unique("null");
     let seen = Seen::default();
-    let listener = NotificationListener::builder(&t)
-        .target(Target::new(&topic))
-        .endpoint({
-            let seen = seen.clone();
-            NotificationEndpoint::from_fn(move |n| {
-                let seen = seen.clone();
-                async move {
-                    seen.add(&n);
-                    Ok(HandlerOutcome::Handled)
-                }
-            })
-        })
-        .pool(unique("pool"))
-        .build()
-        .unwrap();
-    listener.start().await.unwrap();
+    let listener = counting_listener(&t, &topic, &seen).await;
     let n = notifier(&t, &topic, Retry::Limited(3));
     n.info(&Context::new(), "before", &json!({"i": 0}))
         .await
@@ -143,22 +147,7 @@ async fn brokers_down_and_up_mid_stream_loses_nothing() {
     let mock = driver.mock_cluster().unwrap().clone();
     let topic = unique("outage");
     let seen = Seen::default();
-    let listener = NotificationListener::builder(&t)
-        .target(Target::new(&topic))
-        .endpoint({
-            let seen = seen.clone();
-            NotificationEndpoint::from_fn(move |n| {
-                let seen = seen.clone();
-                async move {
-                    seen.add(&n);
-                    Ok(HandlerOutcome::Handled)
-                }
-            })
-        })
-        .pool(unique("pool"))
-        .build()
-        .unwrap();
-    listener.start().await.unwrap();
+    let listener = counting_listener(&t, &topic, &seen).await;
     let n = notifier(&t, &topic, Retry::Forever);
     let mut receipts = Vec::new();
     for i in 0..60 {
