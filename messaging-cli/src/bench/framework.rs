@@ -137,7 +137,8 @@ pub(crate) async fn measure(
     )?)?
     .len();
     let started = Instant::now();
-    let mut pending = Vec::new();
+    // Reserved up front as the raw baseline reserves its delivery futures.
+    let mut pending = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     for _ in 0..count {
         let payload = BenchPayload {
             t: origin.elapsed().as_micros() as u64,
