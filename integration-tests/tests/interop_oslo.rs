@@ -163,7 +163,7 @@ fn context(i: usize) -> Value {
         "request_id": format!("req-{i:04}"),
         "user_id": "u-1", "project_id": "p-1",
         "roles": ["admin", "member"],
-        "is_admin": i % 2 == 0,
+        "is_admin": i.is_multiple_of(2),
         "nested": {"depth": {"n": i}},
         "unicode": "\u{fc}ser"
     })

@@ -1,0 +1,210 @@
+//! Connections: the hosts of a URL tried in turn, and the declarations every
+//! connection makes (oslo's topology).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::tcp::OwnedTLSConfig;
+use lapin::types::{FieldTable, LongString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use messaging_core::{Error, ErrorKind, Result};
+
+use crate::options::RabbitConfig;
+
+/// A lapin error as the core's: connection and channel failures are retryable
+/// transport errors.
+pub(crate) fn transport_error(what: &str, e: lapin::Error) -> Error {
+    Error::new(ErrorKind::Transport, format!("RabbitMQ: {what}: {e}"))
+        .with_source(e)
+        .with_retryable(true)
+}
+
+/// Opens connections to the URL's hosts, starting with the one that last worked.
+#[derive(Debug)]
+pub(crate) struct Connector {
+    pub(crate) config: Arc<RabbitConfig>,
+    next: AtomicUsize,
+    tls: Option<String>,
+}
+
+impl Connector {
+    pub(crate) fn new(config: Arc<RabbitConfig>) -> Result<Self> {
+        let tls = match &config.ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                Error::invalid_option(
+                    "ssl_ca_file",
+                    format!("cannot read ssl_ca_file {path}: {e}"),
+                )
+            })?),
+        };
+        Ok(Connector {
+            config,
+            next: AtomicUsize::new(0),
+            tls,
+        })
+    }
+
+    /// One connection, for `purpose` (it names the connection on the broker): each
+    /// host is tried once, in turn; the error of the last one when none answers.
+    pub(crate) async fn connect(&self, purpose: &str) -> Result<Connection> {
+        let uris = &self.config.uris;
+        let start = self.next.load(Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..uris.len() {
+            let at = (start + i) % uris.len();
+            let uri = uris[at].clone();
+            let where_ = RabbitConfig::describe(&uri);
+            let props = ConnectionProperties::default()
+                .with_connection_name(LongString::from(connection_name(purpose)));
+            let tls = OwnedTLSConfig {
+                identity: None,
+                cert_chain: self.tls.clone(),
+            };
+            let runtime = lapin::runtime::default_runtime()
+                .map_err(|e| transport_error("no async runtime", e))?;
+            match Connection::connect_uri_with_config(uri, props, tls, runtime).await {
+                Ok(c) => {
+                    self.next.store(at, Ordering::Relaxed);
+                    tracing::debug!(broker = %where_, purpose, "connected to RabbitMQ");
+                    return Ok(c);
+                }
+                Err(e) => {
+                    tracing::warn!(broker = %where_, error = %e, "cannot connect to RabbitMQ");
+                    last = Some(transport_error(&format!("cannot connect to {where_}"), e));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(ErrorKind::Transport, "RabbitMQ: no host")))
+    }
+
+    /// A connection and one channel on it.
+    pub(crate) async fn channel(&self, purpose: &str) -> Result<(Connection, Channel)> {
+        let connection = self.connect(purpose).await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| transport_error("cannot open a channel", e))?;
+        Ok((connection, channel))
+    }
+}
+
+/// oslo's connection name: `<program>:<pid>:<uuid4>`, plus what it is for.
+fn connection_name(purpose: &str) -> String {
+    let program = std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "messaging".to_owned());
+    format!(
+        "{program}:{}:{}:{purpose}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    )
+}
+
+/// The declarations of oslo's topology on one channel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Topology<'a> {
+    pub(crate) config: &'a RabbitConfig,
+    pub(crate) channel: &'a Channel,
+}
+
+impl Topology<'_> {
+    /// The topic exchange `name` (the control exchange or a target's).
+    pub(crate) async fn topic_exchange(&self, name: &str) -> Result<()> {
+        let q = &self.config.queues;
+        self.channel
+            .exchange_declare(
+                name.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: q.durable,
+                    auto_delete: q.auto_delete,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| transport_error(&format!("cannot declare exchange {name}"), e))
+    }
+
+    /// The fanout exchange `name` (`<topic>_fanout`).
+    pub(crate) async fn fanout_exchange(&self, name: &str) -> Result<()> {
+        self.channel
+            .exchange_declare(
+                name.into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: self.config.queues.transient_quorum,
+                    auto_delete: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| transport_error(&format!("cannot declare exchange {name}"), e))
+    }
+
+    /// A topic, server or notification queue, bound to `exchange` with each key.
+    pub(crate) async fn lasting_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        keys: &[&str],
+    ) -> Result<()> {
+        let q = &self.config.queues;
+        let options = QueueDeclareOptions {
+            durable: q.lasting_durable(),
+            auto_delete: q.auto_delete,
+            ..QueueDeclareOptions::default()
+        };
+        self.declare(queue, options, q.lasting_arguments()).await?;
+        for key in keys {
+            self.bind(queue, exchange, key).await?;
+        }
+        Ok(())
+    }
+
+    /// A reply or fanout queue: it expires when unused (`rabbit_transient_queues_ttl`).
+    pub(crate) async fn transient_queue(&self, queue: &str) -> Result<()> {
+        let q = &self.config.queues;
+        let options = QueueDeclareOptions {
+            durable: q.transient_quorum,
+            ..QueueDeclareOptions::default()
+        };
+        self.declare(queue, options, q.transient_arguments()).await
+    }
+
+    async fn declare(
+        &self,
+        queue: &str,
+        options: QueueDeclareOptions,
+        arguments: FieldTable,
+    ) -> Result<()> {
+        self.channel
+            .queue_declare(queue.into(), options, arguments)
+            .await
+            .map(|_| ())
+            .map_err(|e| transport_error(&format!("cannot declare queue {queue}"), e))
+    }
+
+    pub(crate) async fn bind(&self, queue: &str, exchange: &str, key: &str) -> Result<()> {
+        self.channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| {
+                transport_error(&format!("cannot bind queue {queue} to {exchange}/{key}"), e)
+            })
+    }
+}

@@ -1,0 +1,201 @@
+//! Publishing with publisher confirms, on one connection shared by a driver's
+//! notifications, requests and replies (reconnected on the next send after a loss).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
+use messaging_core::{Error, ErrorKind, Result};
+
+use crate::connection::{transport_error, Connector, Topology};
+
+/// What must exist before a message is published (declared once per connection).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Needs {
+    /// Nothing (replies go to the default exchange).
+    Nothing,
+    /// The topic exchange and a lasting queue named like the key, bound with it
+    /// (oslo's notifier and this driver's requests: a message waits for its consumer).
+    QueueFor { exchange: String, key: String },
+    /// A fanout exchange.
+    FanoutExchange(String),
+}
+
+/// One message to publish.
+#[derive(Debug, Clone)]
+pub(crate) struct Publication<'a> {
+    pub(crate) exchange: &'a str,
+    pub(crate) routing_key: &'a str,
+    pub(crate) body: &'a [u8],
+    /// Return it (an error) when no queue takes it.
+    pub(crate) mandatory: bool,
+    /// The message's time to live in the queue.
+    pub(crate) expiration: Option<Duration>,
+    pub(crate) needs: Needs,
+}
+
+/// oslo's message properties (seen on the wire): JSON, UTF-8, persistent,
+/// priority 0, an empty header table.
+fn properties(expiration: Option<Duration>) -> BasicProperties {
+    let p = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(2)
+        .with_priority(0)
+        .with_headers(FieldTable::default());
+    match expiration {
+        Some(ttl) => p.with_expiration(ttl.as_millis().max(1).to_string().into()),
+        None => p,
+    }
+}
+
+#[derive(Debug)]
+struct Link {
+    connection: Connection,
+    channel: Channel,
+    declared: HashSet<Needs>,
+}
+
+/// The driver's publishing connection.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    connector: Arc<Connector>,
+    link: tokio::sync::Mutex<Option<Link>>,
+}
+
+impl Publisher {
+    pub(crate) fn new(connector: Arc<Connector>) -> Self {
+        Publisher {
+            connector,
+            link: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn open(&self) -> Result<Link> {
+        let (connection, channel) = self.connector.channel("publisher").await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| transport_error("cannot turn on publisher confirms", e))?;
+        Ok(Link {
+            connection,
+            channel,
+            declared: HashSet::new(),
+        })
+    }
+
+    /// Publish each message, in order, on one channel: per message, the broker's
+    /// confirm still to come, or why it was not sent. After a failure to send, the
+    /// connection is dropped (the next call opens another) and the rest of the batch
+    /// is refused with the same retryable error: nothing of it was sent.
+    pub(crate) async fn publish(&self, batch: &[Publication<'_>]) -> Vec<Result<PublisherConfirm>> {
+        let mut guard = self.link.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|l| !l.connection.status().connected())
+        {
+            *guard = None;
+        }
+        if guard.is_none() {
+            match self.open().await {
+                Ok(link) => *guard = Some(link),
+                Err(e) => return refuse_all(batch.len(), &e),
+            }
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        for (i, p) in batch.iter().enumerate() {
+            let Some(link) = guard.as_mut() else {
+                break;
+            };
+            match publish_one(&self.connector, link, p).await {
+                Ok(confirm) => out.push(Ok(confirm)),
+                Err(e) => {
+                    *guard = None;
+                    out.extend(refuse_all(batch.len() - i, &e));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Wait (up to `timeout`) for the confirms still outstanding, then close.
+    pub(crate) async fn close(&self, timeout: Duration) {
+        if let Some(link) = self.link.lock().await.take() {
+            let _ = tokio::time::timeout(timeout, link.channel.wait_for_confirms()).await;
+            let _ = link.channel.close(200, "closing".into()).await;
+            let _ = link.connection.close(200, "closing".into()).await;
+        }
+    }
+}
+
+fn refuse_all(n: usize, e: &Error) -> Vec<Result<PublisherConfirm>> {
+    (0..n)
+        .map(|_| Err(Error::new(e.kind().clone(), e.message()).with_retryable(e.is_retryable())))
+        .collect()
+}
+
+async fn publish_one(
+    connector: &Connector,
+    link: &mut Link,
+    p: &Publication<'_>,
+) -> Result<PublisherConfirm> {
+    if p.needs != Needs::Nothing && !link.declared.contains(&p.needs) {
+        let t = Topology {
+            config: &connector.config,
+            channel: &link.channel,
+        };
+        match &p.needs {
+            Needs::Nothing => {}
+            Needs::QueueFor { exchange, key } => {
+                t.topic_exchange(exchange).await?;
+                t.lasting_queue(key, exchange, &[key]).await?;
+            }
+            Needs::FanoutExchange(x) => t.fanout_exchange(x).await?,
+        }
+        link.declared.insert(p.needs.clone());
+    }
+    link.channel
+        .basic_publish(
+            p.exchange.into(),
+            p.routing_key.into(),
+            BasicPublishOptions {
+                mandatory: p.mandatory,
+                ..BasicPublishOptions::default()
+            },
+            p.body,
+            properties(p.expiration),
+        )
+        .await
+        .map_err(|e| transport_error("cannot publish", e))
+}
+
+/// How a confirm ended, in the core's terms: a return (no queue took it) or a nack
+/// is a known failure; a lost connection before the confirm may or may not have
+/// left the message with the broker.
+pub(crate) async fn confirmed(confirm: PublisherConfirm, what: &str) -> Result<()> {
+    match confirm.await {
+        Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
+        Ok(Confirmation::Ack(Some(returned))) => Err(Error::new(
+            ErrorKind::DeliveryFailed,
+            format!(
+                "RabbitMQ returned {what}: no queue is bound for it ({} {})",
+                returned.reply_code, returned.reply_text
+            ),
+        )
+        .with_retryable(false)),
+        Ok(Confirmation::Nack(_)) => Err(Error::new(
+            ErrorKind::DeliveryFailed,
+            format!("RabbitMQ refused {what} (nack)"),
+        )
+        .with_retryable(true)),
+        Err(e) => Err(Error::new(
+            ErrorKind::OutcomeUnknown,
+            format!("the connection was lost before RabbitMQ confirmed {what}; it may be queued"),
+        )
+        .with_source(e)),
+    }
+}

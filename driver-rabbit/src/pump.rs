@@ -1,0 +1,349 @@
+//! Consuming: a task per subscription (or RPC server, or reply queue) that owns a
+//! connection, declares its queues, consumes them and hands each delivery to an
+//! inbox; when the connection or channel is lost, or the broker cancels the
+//! consumer, it waits (the reconnect waits), reconnects, declares again and goes on.
+//! Deliveries not acknowledged on a lost channel are delivered again by the broker.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Acker, Channel, Connection};
+use messaging_core::{Error, Result};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::connection::{transport_error, Connector, Topology};
+
+/// Prefetch when `rabbit_qos_prefetch_count` is 0 (oslo: unlimited); bounds what a
+/// consumer holds unacknowledged.
+pub(crate) const DEFAULT_PREFETCH: u16 = 1000;
+
+/// One declaration a consumer makes before consuming.
+#[derive(Debug, Clone)]
+pub(crate) enum Declaration {
+    /// A topic exchange.
+    TopicExchange(String),
+    /// A fanout exchange.
+    FanoutExchange(String),
+    /// A lasting queue bound to an exchange with each key.
+    Lasting {
+        queue: String,
+        exchange: String,
+        keys: Vec<String>,
+    },
+    /// A transient (expiring) queue, bound to an exchange with a key when given.
+    Transient {
+        queue: String,
+        binding: Option<(String, String)>,
+    },
+}
+
+/// What a consumer declares and consumes.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Names its connection on the broker.
+    pub(crate) purpose: &'static str,
+    pub(crate) declarations: Vec<Declaration>,
+    pub(crate) queues: Vec<String>,
+    /// Queues deleted on a clean close (a server's fanout queue).
+    pub(crate) delete_on_close: Vec<String>,
+    pub(crate) prefetch: u16,
+}
+
+/// One delivery, with the tag the inbox gave it.
+#[derive(Debug)]
+pub(crate) struct Delivered {
+    pub(crate) tag: u64,
+    pub(crate) routing_key: String,
+    pub(crate) body: Bytes,
+}
+
+/// The receiving end of a consumer task.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    deliveries: tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivered>>,
+    ackers: Arc<Mutex<HashMap<u64, Acker>>>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inbox {
+    /// Start consuming by `plan`. Fails when the first connection and declarations
+    /// fail (a bad URL, credentials or vhost); later failures are retried.
+    pub(crate) async fn start(connector: Arc<Connector>, plan: Plan) -> Result<Inbox> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ackers = Arc::new(Mutex::new(HashMap::new()));
+        let (stop, stopped) = watch::channel(false);
+        let first = Consumer::open(&connector, &plan).await?;
+        let task = tokio::spawn(run(connector, plan, first, tx, ackers.clone(), stopped));
+        Ok(Inbox {
+            deliveries: tokio::sync::Mutex::new(rx),
+            ackers,
+            stop,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Up to `max` deliveries, waiting up to `wait` for the first. Cancel-safe: the
+    /// only wait is the channel's `recv`.
+    pub(crate) async fn take(&self, max: usize, wait: Duration) -> Result<Vec<Delivered>> {
+        let mut rx = self.deliveries.lock().await;
+        let first = match tokio::time::timeout(wait, rx.recv()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(None) => return Err(Error::closed("RabbitMQ consumer")),
+            Ok(Some(d)) => d,
+        };
+        let mut out = vec![first];
+        while out.len() < max {
+            match rx.try_recv() {
+                Ok(d) => out.push(d),
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn acker(&self, tag: u64) -> Option<Acker> {
+        self.ackers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&tag)
+    }
+
+    /// Acknowledge: the broker forgets the delivery. One whose channel was lost
+    /// meanwhile comes again (at least once); that is logged, not an error.
+    pub(crate) async fn ack(&self, tags: Vec<u64>) {
+        for tag in tags {
+            if let Some(acker) = self.acker(tag) {
+                if let Err(e) = acker.ack(BasicAckOptions::default()).await {
+                    tracing::debug!(error = %e, "ack on a lost channel; the broker delivers it again");
+                }
+            }
+        }
+    }
+
+    /// [`Inbox::ack`] on a task of its own: returns at once.
+    pub(crate) fn ack_detached(&self, tags: Vec<u64>) {
+        let ackers: Vec<Acker> = tags.into_iter().filter_map(|t| self.acker(t)).collect();
+        if ackers.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for acker in ackers {
+                if let Err(e) = acker.ack(BasicAckOptions::default()).await {
+                    tracing::debug!(error = %e, "ack on a lost channel; the broker delivers it again");
+                }
+            }
+        });
+    }
+
+    /// Reject with requeue: the broker delivers it again.
+    pub(crate) async fn requeue(&self, tags: Vec<u64>) {
+        for tag in tags {
+            if let Some(acker) = self.acker(tag) {
+                if let Err(e) = acker.reject(BasicRejectOptions { requeue: true }).await {
+                    tracing::debug!(error = %e, "requeue on a lost channel; the broker delivers it again");
+                }
+            }
+        }
+    }
+
+    /// Stop: cancel the consumers, delete the plan's close-time queues, close the
+    /// connection (the broker requeues what was not acknowledged). Idempotent.
+    pub(crate) async fn close(&self, timeout: Duration) -> Result<()> {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut task) = task {
+            if tokio::time::timeout(timeout, &mut task).await.is_err() {
+                task.abort();
+                return Err(Error::timeout(format!(
+                    "RabbitMQ consumer did not close within {timeout:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A live connection consuming the plan's queues.
+struct Consumer {
+    connection: Connection,
+    channel: Channel,
+    tags: Vec<String>,
+    stream: futures::stream::SelectAll<lapin::Consumer>,
+}
+
+impl Consumer {
+    async fn open(connector: &Connector, plan: &Plan) -> Result<Consumer> {
+        let (connection, channel) = connector.channel(plan.purpose).await?;
+        channel
+            .basic_qos(plan.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| transport_error("cannot set the prefetch", e))?;
+        let topology = Topology {
+            config: &connector.config,
+            channel: &channel,
+        };
+        for d in &plan.declarations {
+            declare(&topology, d).await?;
+        }
+        let mut tags = Vec::new();
+        let mut consumers = Vec::new();
+        for queue in &plan.queues {
+            let tag = format!("{}", consumers.len() + 1);
+            let consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| transport_error(&format!("cannot consume {queue}"), e))?;
+            tags.push(tag);
+            consumers.push(consumer);
+        }
+        Ok(Consumer {
+            connection,
+            channel,
+            tags,
+            stream: futures::stream::select_all(consumers),
+        })
+    }
+
+    async fn close(self, plan: &Plan) {
+        for tag in &self.tags {
+            let _ = self
+                .channel
+                .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                .await;
+        }
+        for queue in &plan.delete_on_close {
+            let _ = self
+                .channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = self.channel.close(200, "closing".into()).await;
+        let _ = self.connection.close(200, "closing".into()).await;
+    }
+}
+
+async fn declare(t: &Topology<'_>, d: &Declaration) -> Result<()> {
+    match d {
+        Declaration::TopicExchange(name) => t.topic_exchange(name).await,
+        Declaration::FanoutExchange(name) => t.fanout_exchange(name).await,
+        Declaration::Lasting {
+            queue,
+            exchange,
+            keys,
+        } => {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            t.lasting_queue(queue, exchange, &keys).await
+        }
+        Declaration::Transient { queue, binding } => {
+            t.transient_queue(queue).await?;
+            match binding {
+                Some((exchange, key)) => t.bind(queue, exchange, key).await,
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// Resolves once the inbox asked its task to stop.
+async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// The consumer task: deliveries into the inbox; reconnect when the stream ends.
+async fn run(
+    connector: Arc<Connector>,
+    plan: Plan,
+    first: Consumer,
+    tx: mpsc::UnboundedSender<Delivered>,
+    ackers: Arc<Mutex<HashMap<u64, Acker>>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+    let mut current = Some(first);
+    let mut attempt = 0u32;
+    loop {
+        let Some(mut consumer) = current.take() else {
+            let wait = connector.config.reconnect.wait(attempt);
+            tokio::select! {
+                () = stop_requested(&mut stopped) => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            match Consumer::open(&connector, &plan).await {
+                Ok(c) => {
+                    tracing::info!(purpose = plan.purpose, "RabbitMQ consumer reconnected");
+                    attempt = 0;
+                    current = Some(c);
+                }
+                Err(e) => {
+                    tracing::warn!(purpose = plan.purpose, error = %e, "RabbitMQ consumer cannot reconnect yet");
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+            continue;
+        };
+        loop {
+            let next = tokio::select! {
+                () = stop_requested(&mut stopped) => {
+                    consumer.close(&plan).await;
+                    return;
+                }
+                next = consumer.stream.next() => next,
+            };
+            match next {
+                Some(Ok(d)) => {
+                    let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+                    ackers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(tag, d.acker);
+                    let delivered = Delivered {
+                        tag,
+                        routing_key: d.routing_key.to_string(),
+                        body: Bytes::from(d.data),
+                    };
+                    if tx.send(delivered).is_err() {
+                        consumer.close(&plan).await;
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(purpose = plan.purpose, error = %e, "RabbitMQ consumer lost its connection; reconnecting");
+                    break;
+                }
+                None => {
+                    tracing::warn!(
+                        purpose = plan.purpose,
+                        "RabbitMQ cancelled the consumer; reconnecting"
+                    );
+                    break;
+                }
+            }
+        }
+        // Deliveries of the lost channel cannot be acknowledged any more: the
+        // broker delivers them again.
+        ackers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let _ = consumer.connection.close(200, "reconnecting".into()).await;
+    }
+}

@@ -1,0 +1,66 @@
+//! Finding a RabbitMQ broker for the RabbitMQ tests, and opening transports on it.
+//!
+//! `RABBITMQ_URL` (e.g. `rabbit://guest:guest@127.0.0.1:PORT/`, printed by
+//! `scripts/rabbitmq.sh start`, which the README's test command runs); without it,
+//! with `MESSAGING_REQUIRE_BROKER=1`, a failure saying what to set; otherwise the
+//! tests are skipped with a printed note.
+
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+use std::sync::OnceLock;
+
+use messaging_core::{DriverRegistry, Transport, TransportUrl};
+
+pub use integration_tests::support::{eventually, init_tracing, unique};
+
+/// Whether a missing broker must fail the tests instead of skipping them.
+pub fn broker_required() -> bool {
+    std::env::var("MESSAGING_REQUIRE_BROKER").is_ok_and(|v| v == "1")
+}
+
+/// The URL of the broker to test against, if any (see the module docs).
+pub fn broker_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("RABBITMQ_URL") {
+            if !url.trim().is_empty() {
+                return Some(url.trim().to_owned());
+            }
+        }
+        if broker_required() {
+            panic!(
+                "MESSAGING_REQUIRE_BROKER=1 but no RabbitMQ: set RABBITMQ_URL=rabbit://guest:guest@HOST:PORT/ \
+                 (e.g. from `scripts/rabbitmq.sh start`)"
+            );
+        }
+        eprintln!(
+            "RabbitMQ tests skipped: set RABBITMQ_URL=rabbit://guest:guest@HOST:PORT/ (e.g. from `scripts/rabbitmq.sh start`)"
+        );
+        None
+    })
+    .clone()
+}
+
+/// The broker URL with `query` (`k=v&k2=v2`, may be empty) added.
+pub fn url_with(base: &str, query: &str) -> String {
+    if query.is_empty() {
+        return base.to_owned();
+    }
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}{query}")
+}
+
+/// A registry with the RabbitMQ driver only.
+pub fn registry() -> DriverRegistry {
+    let registry = DriverRegistry::new();
+    registry.register(driver_rabbit::factory());
+    registry
+}
+
+/// A transport on the broker, with `query` options added; each transport gets its
+/// own control exchange when `exchange` is given, so that cases never see each
+/// other's traffic.
+pub fn transport(base: &str, query: &str) -> Transport {
+    let url = TransportUrl::parse(&url_with(base, query)).expect("a valid RabbitMQ URL");
+    Transport::open_with(&registry(), &url, &[]).expect("the RabbitMQ driver opens")
+}
