@@ -48,8 +48,9 @@ pub async fn wait_for<T>(
     }
 }
 
-/// Register the drivers the examples can use (`memory://`, `kafka://`).
+/// Register the drivers the examples can use (`memory://`, `kafka://`, `rabbit://`).
 pub fn register_drivers() {
     driver_memory::register();
     driver_kafka::register();
+    driver_rabbit::register();
 }

@@ -2,7 +2,7 @@
 //! and demo the notification bus from the command line.
 //!
 //! Every command takes `--url` (default `memory://`); `kafka://host:9092` talks to
-//! a Kafka cluster.
+//! a Kafka cluster, `rabbit://user:pass@host:5672/` to RabbitMQ.
 
 mod bench;
 mod demo;
@@ -71,6 +71,7 @@ fn init_logging() {
 pub(crate) fn register_drivers() {
     driver_memory::register();
     driver_kafka::register();
+    driver_rabbit::register();
 }
 
 fn main() -> std::process::ExitCode {
