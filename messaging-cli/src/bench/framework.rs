@@ -105,7 +105,7 @@ pub(crate) async fn measure(
             let sent = n.payload_as::<SentAt>().map_or(now, |p| p.t);
             latencies.record(now.saturating_sub(sent));
             let done = handled.fetch_add(1, Ordering::Relaxed) + 1;
-            if done % 1024 == 0 || done == count {
+            if done.is_multiple_of(1024) || done == count {
                 bar.set_position(done);
             }
             if done == count {
