@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use messaging_core::{
-    Capabilities, CloseReport, Driver, DriverOptions, Error, ErrorKind, OutgoingRecord,
+    Capabilities, CloseReport, Dialect, Driver, DriverOptions, Error, ErrorKind, OutgoingRecord,
     PendingDelivery, Result, StartPosition, Subscription, SubscriptionSpec, TransportUrl,
 };
 use rdkafka::error::KafkaError;
@@ -145,6 +145,7 @@ impl Driver for KafkaDriver {
             rpc: false,
             ordered_per_partition: true,
             max_record_bytes: Some(self.max_record_bytes),
+            dialect: Dialect::Kafka,
             max_record_bytes_option: Some("message.max.bytes"),
         }
     }

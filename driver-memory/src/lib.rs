@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use messaging_core::driver::{
-    Capabilities, CloseReport, Driver, DriverFactory, OutgoingRecord, PendingDelivery,
+    Capabilities, CloseReport, Dialect, Driver, DriverFactory, OutgoingRecord, PendingDelivery,
     Subscription, SubscriptionSpec,
 };
 use messaging_core::options::{DriverOptions, OptionKind, OptionSpec};
@@ -153,6 +153,7 @@ impl Driver for MemoryDriver {
             rpc: true,
             ordered_per_partition: true,
             max_record_bytes: self.max_record_bytes,
+            dialect: Dialect::Kafka,
             max_record_bytes_option: Some("max_record_bytes"),
         }
     }

@@ -471,3 +471,75 @@ fn a_client_outlives_the_runtime_it_first_called_from() {
         });
     }
 }
+
+#[derive(Debug, Deserialize)]
+struct HitArgs {
+    n: String,
+}
+
+/// A server drops a request whose `_unique_id` is one of the last 16 it took
+/// (oslo's duplicate check), never one without `_unique_id`; an id that has fallen
+/// out of the last 16 is taken again. The requests are written by hand, as oslo
+/// (or a redelivering broker) would send them.
+#[tokio::test]
+async fn a_server_drops_a_request_whose_unique_id_it_just_took() {
+    use messaging_core::rpc::{RpcAddress, RpcDelivery, RpcRequest, RECENT_UNIQUE_IDS};
+    let t = transport("memory://rpc-dedup");
+    let hits = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = hits.clone();
+    let ep = RpcEndpoint::new().method("hit", move |_ctx, args: HitArgs| {
+        seen.lock().unwrap().push(args.n);
+        async move { Ok::<_, RemoteError>(()) }
+    });
+    let s = server(&t, Target::new("dedup"), ep).await;
+    let spec = s.listen_spec().clone();
+    let rpc = t.driver().rpc(RpcOperation::Cast).unwrap();
+    let cast = |n: &str, unique_id: Option<&str>| {
+        let mut inner = json!({"method": "hit", "args": {"n": n}, "_context_user": "u"});
+        if let Some(id) = unique_id {
+            inner["_unique_id"] = json!(id);
+        }
+        let body = json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string();
+        RpcRequest {
+            to: RpcAddress {
+                exchange: spec.exchange.clone(),
+                topic: spec.topic.clone(),
+                delivery: RpcDelivery::AnyServer,
+            },
+            body: body.into(),
+            ttl: None,
+        }
+    };
+    let mut sent = vec![
+        cast("first", Some("a")),
+        cast("again", Some("a")),
+        cast("no-id-1", None),
+        cast("no-id-2", None),
+    ];
+    for i in 0..RECENT_UNIQUE_IDS {
+        sent.push(cast(&format!("f{i}"), Some(&format!("f{i}"))));
+    }
+    // `a` is now the 17th id back: taken again.
+    sent.push(cast("later", Some("a")));
+    let total = sent.len() as u64;
+    for request in sent {
+        rpc.send_request(request).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while s.counters().received < total || hits.lock().unwrap().len() < (total - 1) as usize {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", s.counters());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.stop_and_wait().await.unwrap();
+    let mut hits = hits.lock().unwrap().clone();
+    hits.sort();
+    let mut expected: Vec<String> = ["first", "no-id-1", "no-id-2", "later"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain((0..RECENT_UNIQUE_IDS).map(|i| format!("f{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(hits, expected);
+    assert_eq!(s.counters().duplicates, 1);
+    assert_eq!(s.counters().received, total);
+}

@@ -43,12 +43,39 @@ pub struct Capabilities {
     /// `max_record_bytes`, Kafka: `message.max.bytes`), for the error that refuses a
     /// record too large.
     pub max_record_bytes_option: Option<&'static str>,
+    /// How notifications and topic names are written for this transport (see
+    /// [`Dialect`]). RPC messages are written the same way whatever the dialect.
+    pub dialect: Dialect,
+}
+
+/// The wire dialect a driver speaks: the form oslo.messaging's driver for the same
+/// broker writes notifications in, and whether the core puts the URL's virtual host
+/// into topic names.
+///
+/// Decoding accepts both forms on every transport; the dialect only chooses what
+/// is written. RPC requests and replies do not depend on it: oslo writes them in
+/// the AMQP form on every driver (see `docs/rpc.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Dialect {
+    /// oslo's Kafka driver (the memory and Kafka drivers): a notification carries
+    /// its context as one `_context` object, and the URL's virtual host is a
+    /// `.<vhost>` suffix of every topic name the core builds (notification topics,
+    /// [`rpc::RpcAddress::topic`], [`rpc::RpcListenSpec::topic`]).
+    #[default]
+    Kafka,
+    /// oslo's rabbit (AMQP 0-9-1) driver: a notification carries its context as
+    /// flat `_context_<key>` keys (one per top-level key, no `_context` object) and
+    /// a `_unique_id` (uuid4 hex, new for every message). Topic names get no
+    /// virtual-host suffix: the broker has real virtual hosts, and the driver
+    /// connects to the URL's ([`crate::TransportUrl::virtual_host`]) itself.
+    Amqp,
 }
 
 /// One encoded record to send: its full topic name and its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingRecord {
-    /// The full topic name (already including priority and virtual host).
+    /// The full topic name (already including the priority, and the virtual host
+    /// in the [`Dialect::Kafka`] dialect).
     pub topic: String,
     /// The encoded notification.
     pub body: Bytes,
@@ -109,7 +136,8 @@ pub enum StartPosition {
 /// What a listener asks a driver to subscribe to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionSpec {
-    /// Full topic names (already including priority and virtual host).
+    /// Full topic names (already including the priority, and the virtual host in
+    /// the [`Dialect::Kafka`] dialect).
     pub topics: Vec<String>,
     /// The pool (consumer group); `None` uses the driver's default group.
     pub pool: Option<String>,

@@ -53,8 +53,8 @@ pub mod url;
 
 pub use config::MessagingConfig;
 pub use driver::{
-    Capabilities, CloseReport, DeliveryTag, Driver, DriverFactory, OutgoingRecord, PendingDelivery,
-    ReceivedRecord, StartPosition, Subscription, SubscriptionSpec,
+    Capabilities, CloseReport, DeliveryTag, Dialect, Driver, DriverFactory, OutgoingRecord,
+    PendingDelivery, ReceivedRecord, StartPosition, Subscription, SubscriptionSpec,
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use listener::{

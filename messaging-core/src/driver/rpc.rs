@@ -70,7 +70,9 @@ pub enum RpcDelivery {
 pub struct RpcAddress {
     /// The exchange (already defaulted by the core).
     pub exchange: String,
-    /// The topic (with the virtual host already applied by the core).
+    /// The topic (with the virtual host already applied by the core in the
+    /// [`crate::driver::Dialect::Kafka`] dialect; an [`crate::driver::Dialect::Amqp`]
+    /// driver gets the bare topic and uses the URL's virtual host itself).
     pub topic: String,
     /// Which servers.
     pub delivery: RpcDelivery,
@@ -103,7 +105,9 @@ pub struct RpcReply {
 pub struct RpcListenSpec {
     /// The exchange (already defaulted by the core).
     pub exchange: String,
-    /// The topic (with the virtual host already applied by the core).
+    /// The topic (with the virtual host already applied by the core in the
+    /// [`crate::driver::Dialect::Kafka`] dialect; an [`crate::driver::Dialect::Amqp`]
+    /// driver gets the bare topic and uses the URL's virtual host itself).
     pub topic: String,
     /// The server's name.
     pub server: String,

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::to_python_json;
+use crate::driver::Dialect;
 use crate::error::Result;
 #[cfg(test)]
 use crate::notification::Context;
@@ -24,13 +25,33 @@ pub(super) struct WireMessage<'a> {
     pub(super) _context: &'a Context,
 }
 
-/// Encode a notification as one record value in the v2 envelope.
+/// Encode a notification as one record value in the v2 envelope, in the
+/// [`Dialect::Kafka`] form (the context as one `_context` object):
+/// [`encode_as`]`(n, Dialect::Kafka)`.
 ///
 /// The inner message is written straight into the outer string, escaped on the
 /// way, without building it first: the result is byte for byte what serializing
 /// the message with Python's separators and then writing that text as a JSON
 /// string gives (see the tests, which compare against exactly that).
 pub fn encode(n: &OutgoingNotification) -> Result<Vec<u8>> {
+    encode_with(n, None)
+}
+
+/// Encode a notification as one record value in the v2 envelope, in `dialect`'s
+/// form. [`Dialect::Kafka`]: what [`encode`] writes. [`Dialect::Amqp`] (oslo's
+/// rabbit driver): `message_id`, `publisher_id`, `event_type`, `priority`,
+/// `payload`, `timestamp`, then `_unique_id` (a new uuid4 hex on every call, so
+/// encode once per message sent), then one `_context_<key>` per top-level key of
+/// the context, and no `_context` object.
+pub fn encode_as(n: &OutgoingNotification, dialect: Dialect) -> Result<Vec<u8>> {
+    match dialect {
+        Dialect::Kafka => encode_with(n, None),
+        Dialect::Amqp => encode_with(n, Some(&uuid::Uuid::new_v4().simple().to_string())),
+    }
+}
+
+/// The Kafka form without `unique_id`, the AMQP form with this `_unique_id`.
+pub(super) fn encode_with(n: &OutgoingNotification, unique_id: Option<&str>) -> Result<Vec<u8>> {
     let payload = n.payload.get().as_bytes();
     let mut out = Vec::with_capacity(
         OUTER_PREFIX.len()
@@ -55,11 +76,25 @@ pub fn encode(n: &OutgoingNotification) -> Result<Vec<u8>> {
     escape_str_contents(&mut out, payload);
     out.extend_from_slice(br#", \"timestamp\": "#);
     write_string_twice_escaped(&mut out, &n.timestamp)?;
-    out.extend_from_slice(br#", \"_context\": "#);
-    if n.context.is_empty() {
-        out.extend_from_slice(b"{}");
-    } else {
-        escape_str_contents(&mut out, to_python_json(&n.context)?.as_bytes());
+    match unique_id {
+        None => {
+            out.extend_from_slice(br#", \"_context\": "#);
+            if n.context.is_empty() {
+                out.extend_from_slice(b"{}");
+            } else {
+                escape_str_contents(&mut out, to_python_json(&n.context)?.as_bytes());
+            }
+        }
+        Some(unique_id) => {
+            out.extend_from_slice(br#", \"_unique_id\": "#);
+            write_string_twice_escaped(&mut out, unique_id)?;
+            for (key, value) in &n.context {
+                out.extend_from_slice(b", ");
+                write_string_twice_escaped(&mut out, &format!("_context_{key}"))?;
+                out.extend_from_slice(b": ");
+                escape_str_contents(&mut out, to_python_json(value)?.as_bytes());
+            }
+        }
     }
     out.extend_from_slice(b"}\"}");
     Ok(out)

@@ -4,10 +4,10 @@
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::encode::{byte_needs_escape, escape_mask, first_escape, OUTER_PREFIX};
-use super::record::{into_notification, WireRecord};
+use super::record::{into_notification, WireRecord, FLAT_CONTEXT_PREFIX};
 use crate::error::Result;
 use crate::notification::Notification;
 
@@ -88,7 +88,8 @@ pub(super) fn unescape_contents(contents: &[u8]) -> Option<String> {
 fn fields_to_notification(
     text: [&str; 5],
     payload: Box<RawValue>,
-    context: Value,
+    context: Option<Value>,
+    flat_context: Map<String, Value>,
 ) -> Result<Notification> {
     let [message_id, publisher_id, event_type, priority, timestamp] = text;
     into_notification(WireRecord {
@@ -100,7 +101,8 @@ fn fields_to_notification(
         priority: Some(Cow::Borrowed(priority)),
         payload: Some(payload),
         timestamp: Some(timestamp.to_owned()),
-        context: Some(context),
+        context,
+        flat_context,
     })
 }
 
@@ -154,6 +156,12 @@ pub(super) fn read_canonical_escaped(contents: &[u8]) -> Option<Result<Notificat
 /// The end both canonical readers share: after the fields before the payload
 /// (`[message_id, publisher_id, event_type, priority]`) and the payload, read up to
 /// `at` of `message`, the timestamp, the context and the closing brace.
+///
+/// The context is either form, or both: after the timestamp come, in any order,
+/// `_context` (once: a second one is left to serde, which refuses it),
+/// `_unique_id` (a string without escapes, ignored) and `_context_<key>` keys
+/// (keys without escapes; the last of the same name wins, as on the serde path).
+/// Any other key sends the message down the serde path.
 fn read_timestamp_and_context(
     head: [&str; 4],
     payload: Box<RawValue>,
@@ -161,15 +169,29 @@ fn read_timestamp_and_context(
     mut at: usize,
 ) -> Option<Result<Notification>> {
     let timestamp = simple_string_after(message, &mut at, br#", "timestamp": "#)?;
-    let context = value_after(message, &mut at, br#", "_context": "#)?;
-    if &message.as_bytes()[at..] != b"}" {
-        return None;
+    let mut context = None;
+    let mut flat_context = Map::new();
+    while &message.as_bytes()[at..] != b"}" {
+        let key = simple_string_after(message, &mut at, b", ")?;
+        if key == "_context" {
+            if context.is_some() {
+                return None;
+            }
+            context = Some(value_after(message, &mut at, b": ")?);
+        } else if key == "_unique_id" {
+            simple_string_after(message, &mut at, b": ")?;
+        } else {
+            let name = key.strip_prefix(FLAT_CONTEXT_PREFIX)?;
+            let value = value_after(message, &mut at, b": ")?;
+            flat_context.insert(name.to_owned(), value);
+        }
     }
     let [message_id, publisher_id, event_type, priority] = head;
     Some(fields_to_notification(
         [message_id, publisher_id, event_type, priority, timestamp],
         payload,
         context,
+        flat_context,
     ))
 }
 

@@ -7,6 +7,15 @@
 //! which every JSON reader accepts). Decoding accepts any spacing, the v2 envelope,
 //! and a bare (v1) message object; another major version or a version newer than
 //! 2.0 is a [`crate::ErrorKind::Decode`] error.
+//!
+//! The message object comes in two forms, one per [`crate::driver::Dialect`]:
+//! oslo's Kafka driver writes the context as one `_context` object ([`encode`]);
+//! its rabbit driver writes a `_unique_id` and one flat `_context_<key>` key per
+//! context key instead ([`encode_as`] with [`crate::driver::Dialect::Amqp`]).
+//! [`decode`] reads both on every transport: the flat keys become the context,
+//! merged under a `_context` object's keys when a record has both (no oslo driver
+//! writes both; oslo's rabbit reader would ignore the object, its Kafka reader the
+//! flat keys). `_unique_id` is accepted and not kept.
 
 use std::io::Write;
 
@@ -25,7 +34,7 @@ mod tests;
 
 pub(crate) use decode::check_version;
 pub use decode::decode;
-pub use encode::encode;
+pub use encode::{encode, encode_as};
 
 /// The envelope version this crate writes.
 pub const ENVELOPE_VERSION: &str = "2.0";

@@ -301,3 +301,236 @@ fn first_escape_agrees_with_a_byte_scan() {
         }
     }
 }
+
+/// The AMQP form as serde would write it: the tests' reference for the encoder.
+struct AmqpReference<'a>(&'a OutgoingNotification, &'a str);
+
+impl serde::Serialize for AmqpReference<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (n, unique_id) = (self.0, self.1);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("message_id", &n.message_id)?;
+        m.serialize_entry("publisher_id", &n.publisher_id)?;
+        m.serialize_entry("event_type", &n.event_type)?;
+        m.serialize_entry("priority", n.priority.as_wire())?;
+        m.serialize_entry("payload", &n.payload)?;
+        m.serialize_entry("timestamp", &n.timestamp)?;
+        m.serialize_entry("_unique_id", unique_id)?;
+        for (k, v) in &n.context {
+            m.serialize_entry(&format!("_context_{k}"), v)?;
+        }
+        m.end()
+    }
+}
+
+fn reference_encode_amqp(n: &OutgoingNotification, unique_id: &str) -> Vec<u8> {
+    let inner = to_python_json(&AmqpReference(n, unique_id)).unwrap();
+    let mut out = b"{\"oslo.version\": \"2.0\", \"oslo.message\": ".to_vec();
+    serde_json::to_writer(&mut out, inner.as_str()).unwrap();
+    out.push(b'}');
+    out
+}
+
+/// A notification exactly as oslo's rabbit driver writes it (oslo-rabbit.md,
+/// "Notifications on RabbitMQ"): flat `_context_<key>` keys after `_unique_id`, a
+/// RequestContext's redacted `auth_token` as `null`, no `_context` object.
+const OSLO_RABBIT: &str = r#"{"oslo.version": "2.0", "oslo.message": "{\"message_id\": \"0b8c6fd2-1c3e-4a5a-9d47-3b1c5f0e9a11\", \"publisher_id\": \"compute.host1\", \"event_type\": \"compute.instance.create.end\", \"priority\": \"INFO\", \"payload\": {\"instance_id\": \"abc\"}, \"timestamp\": \"2026-05-01 12:00:00.123456\", \"_unique_id\": \"9f5e0c8a3b2d4e1f8a7b6c5d4e3f2a1b\", \"_context_user\": \"u1\", \"_context_request_id\": \"req-1\", \"_context_auth_token\": null, \"_context_roles\": [\"admin\", \"member\"]}"}"#;
+
+#[test]
+fn decodes_a_notification_as_oslo_rabbit_writes_it() {
+    let n = decode(OSLO_RABBIT.as_bytes()).unwrap();
+    assert_eq!(
+        Value::Object(n.context.clone()),
+        serde_json::json!({
+            "user": "u1",
+            "request_id": "req-1",
+            "auth_token": null,
+            "roles": ["admin", "member"],
+        })
+    );
+    assert_eq!(
+        n.metadata.message_id,
+        "0b8c6fd2-1c3e-4a5a-9d47-3b1c5f0e9a11"
+    );
+    assert_eq!(n.metadata.timestamp, "2026-05-01 12:00:00.123456");
+    assert_eq!(n.priority, Priority::Info);
+    assert_eq!(n.payload, serde_json::json!({"instance_id": "abc"}));
+    // The fast path takes it (in place, and unescaped first), and agrees with serde.
+    let body = OSLO_RABBIT.as_bytes();
+    assert!(matches!(
+        canonical_contents(body).and_then(read_canonical_escaped),
+        Some(Ok(_))
+    ));
+    assert!(matches!(
+        read_canonical_message(&canonical_message(body).unwrap()),
+        Some(Ok(_))
+    ));
+    same_outcome(body);
+    // The same as the v1 bare object (oslo's `messaging` notifier) and with other spacing.
+    let inner = canonical_message(body).unwrap();
+    assert_eq!(decode(inner.as_bytes()).unwrap(), n);
+    let compact = serde_json::to_vec(&serde_json::from_str::<Value>(&inner).unwrap()).unwrap();
+    let spaced = decode(&compact).unwrap();
+    assert_eq!(spaced.context, n.context);
+    assert_eq!(spaced.payload, serde_json::json!({"instance_id": "abc"}));
+    same_outcome(&compact);
+}
+
+#[test]
+fn encodes_the_amqp_form_like_oslo_rabbit() {
+    let mut n = sample();
+    n.message_id = "0b8c6fd2-1c3e-4a5a-9d47-3b1c5f0e9a11".into();
+    for (k, v) in [
+        ("user", serde_json::json!("u1")),
+        ("request_id", serde_json::json!("req-1")),
+        ("auth_token", Value::Null),
+        ("roles", serde_json::json!(["admin", "member"])),
+    ] {
+        n.context.insert(k.into(), v);
+    }
+    let encoded = encode_with(&n, Some("9f5e0c8a3b2d4e1f8a7b6c5d4e3f2a1b")).unwrap();
+    assert_eq!(String::from_utf8(encoded.clone()).unwrap(), OSLO_RABBIT);
+    assert_eq!(
+        encoded,
+        reference_encode_amqp(&n, "9f5e0c8a3b2d4e1f8a7b6c5d4e3f2a1b")
+    );
+    // The Kafka form is unchanged, and is what the Kafka dialect writes.
+    assert_eq!(
+        encode_as(&n, crate::driver::Dialect::Kafka).unwrap(),
+        encode(&n).unwrap()
+    );
+    assert_eq!(encode(&n).unwrap(), reference_encode(&n));
+    // Both decode to the same notification.
+    assert_eq!(
+        decode(&encoded).unwrap(),
+        decode(&encode(&n).unwrap()).unwrap()
+    );
+    // A new `_unique_id` (uuid4 hex) every time; an empty context adds no keys.
+    let a = String::from_utf8(encode_as(&n, crate::driver::Dialect::Amqp).unwrap()).unwrap();
+    let b = String::from_utf8(encode_as(&n, crate::driver::Dialect::Amqp).unwrap()).unwrap();
+    assert_ne!(a, b);
+    let id = |text: &str| {
+        let inner: Value =
+            serde_json::from_str(decode_general_inner(text.as_bytes()).as_str()).unwrap();
+        inner["_unique_id"].as_str().unwrap().to_owned()
+    };
+    let id_a = id(&a);
+    assert_eq!(id_a.len(), 32);
+    assert!(id_a.bytes().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(uuid::Uuid::parse_str(&id_a).unwrap().get_version_num(), 4);
+    let empty = String::from_utf8(encode_with(&sample(), Some("u")).unwrap()).unwrap();
+    assert!(empty.ends_with(r#"\"_unique_id\": \"u\"}"}"#), "{empty}");
+    assert!(!empty.contains("_context"));
+    assert!(decode(empty.as_bytes()).unwrap().context.is_empty());
+}
+
+/// The `oslo.message` text of a v2 record.
+fn decode_general_inner(body: &[u8]) -> String {
+    let outer: Value = serde_json::from_slice(body).unwrap();
+    outer["oslo.message"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn both_context_forms_merge_the_object_winning() {
+    let body = r#"{"oslo.version": "2.0", "oslo.message": "{\"message_id\": \"m\", \"publisher_id\": \"p\", \"event_type\": \"e\", \"priority\": \"INFO\", \"payload\": 1, \"timestamp\": \"t\", \"_context_user\": \"flat\", \"_context\": {\"user\": \"object\", \"project\": \"p1\"}, \"_unique_id\": \"u\", \"_context_x\": 1, \"_context_x\": 2}"}"#;
+    let n = decode(body.as_bytes()).unwrap();
+    assert_eq!(
+        Value::Object(n.context),
+        serde_json::json!({"user": "object", "project": "p1", "x": 2})
+    );
+    same_outcome(body.as_bytes());
+    // A second `_context` object is refused on both paths, as before.
+    let twice = body.replace(r#"\"_unique_id\""#, r#"\"_context\": {}, \"_unique_id\""#);
+    assert_eq!(
+        decode(twice.as_bytes()).unwrap_err().kind(),
+        &ErrorKind::Decode
+    );
+    same_outcome(twice.as_bytes());
+}
+
+#[test]
+fn fast_decode_agrees_with_the_general_path_on_the_amqp_form() {
+    let mut n = sample();
+    n.context.insert("user".into(), "u1".into());
+    n.context
+        .insert("deep".into(), serde_json::json!({"k": [1, {"z": null}]}));
+    let good = encode_with(&n, Some("0123456789abcdef0123456789abcdef")).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap();
+    let mut cases: Vec<Vec<u8>> = vec![good.clone()];
+    for cut in 0..good.len() {
+        cases.push(good[..cut].to_vec());
+        let mut bad = good.clone();
+        bad[cut] = b'"';
+        cases.push(bad.clone());
+        bad[cut] = b'\\';
+        cases.push(bad.clone());
+        bad[cut] = b'}';
+        cases.push(bad.clone());
+        bad[cut] = 0xff;
+        cases.push(bad);
+    }
+    for extra in [
+        // `_unique_id` not a simple string, or not a string: ignored by serde.
+        text.replace(r#"\"0123456789abcdef0123456789abcdef\""#, "1"),
+        text.replace(r#"0123456789abcdef"#, r#"\\\"q"#),
+        text.replace(
+            r#"\"_unique_id\""#,
+            r#"\"_unique_id\": null, \"_unique_id\""#,
+        ),
+        // A key with an escape, an unknown key, a known key twice.
+        text.replace(r#"\"_context_user\""#, r#"\"_context_\\\\u0075ser\""#),
+        text.replace(r#"\"_context_user\""#, r#"\"other\": 1, \"_context_user\""#),
+        text.replace(
+            r#"\"_context_user\""#,
+            r#"\"payload\": 2, \"_context_user\""#,
+        ),
+        text.replace(r#"\"_context_user\""#, r#"\"_context_\""#),
+        text.replace(r#"\"_context_user\": \"u1\""#, r#"\"_context_user\": {}"#),
+        text.replace(
+            r#"\"_context_user\": \"u1\""#,
+            r#"\"_context_user\":\"u1\""#,
+        ),
+        text.replace(r#"\"_context_user\": \"u1\""#, r#"\"_context\": null"#),
+        text.replace(r#"\"_context_user\": \"u1\""#, r#"\"_context\": 3"#),
+    ] {
+        cases.push(extra.into_bytes());
+    }
+    for depth in [97, 98, 99, 100, 125, 126, 127] {
+        let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        cases.push(text.replace(r#"\"u1\""#, &deep).into_bytes());
+    }
+    for case in &cases {
+        same_outcome(case);
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn amqp_encode_matches_its_reference_and_decodes_back(
+        id in "\\PC*",
+        unique in "[0-9a-f\\\\\"]{0,32}",
+        key in "\\PC{0,12}",
+        text in proptest::collection::vec(proptest::prelude::any::<char>(), 0..60),
+        mangle in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 0..3),
+    ) {
+        let text: String = text.into_iter().collect();
+        let mut n = sample();
+        n.message_id = id;
+        n.payload = payload_to_raw(&serde_json::json!({"t": text})).unwrap();
+        n.context.insert(key.clone(), Value::from(text.clone()));
+        n.context.insert("n".into(), serde_json::json!([1, {"k": text}]));
+        let encoded = encode_with(&n, Some(&unique)).unwrap();
+        proptest::prop_assert_eq!(&encoded, &reference_encode_amqp(&n, &unique));
+        let back = decode(&encoded).unwrap();
+        proptest::prop_assert_eq!(&back.metadata.message_id, &n.message_id);
+        proptest::prop_assert_eq!(&back.context, &n.context);
+        same_outcome(&encoded);
+        let mut bad = encoded;
+        for (at, byte) in mangle {
+            let at = at % bad.len();
+            bad[at] = byte;
+        }
+        same_outcome(&bad);
+    }
+}

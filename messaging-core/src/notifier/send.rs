@@ -18,7 +18,8 @@ type Parts = Vec<Vec<(Destination, Result<DeliveryReceipt>)>>;
 
 impl Notifier {
     /// Send many notifications of one priority with one context: `items` are
-    /// (event type, payload) pairs. Each is built (and encoded) once and all go
+    /// (event type, payload) pairs. Each is built once (and, in the Kafka dialect,
+    /// encoded once; see [`crate::notifier::MessagingSink`]) and all go
     /// through each sink's batch send ([`super::NotificationSink::emit_batch`]).
     ///
     /// `Err` only when nothing was sent: the notifier is closed, or an item does

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{NotificationSink, SinkItem, TopicResults};
-use crate::driver::OutgoingRecord;
+use crate::driver::{Dialect, OutgoingRecord};
 use crate::envelope;
 use crate::error::Error;
 use crate::notification::OutgoingNotification;
@@ -15,7 +15,12 @@ use crate::priority::Priority;
 use crate::retry::Retry;
 use crate::transport::{DeliveryReceipt, Transport};
 
-/// Sends notifications on a transport in oslo's v2 envelope (`messaging`, `messagingv2`).
+/// Sends notifications on a transport in oslo's v2 envelope (`messaging`, `messagingv2`),
+/// in the form of the transport's [`crate::driver::Dialect`] ([`Transport::dialect`]):
+/// the Kafka form is encoded once for all of a notification's topics; the AMQP form
+/// once per topic, since each message sent carries its own `_unique_id` (as oslo's
+/// rabbit driver does: a listener bound to two of the topics would otherwise drop
+/// the second copy as a duplicate).
 #[derive(Debug, Clone)]
 pub struct MessagingSink {
     transport: Transport,
@@ -82,13 +87,31 @@ impl MessagingSink {
         let mut refused = Vec::with_capacity(items.len());
         for item in items {
             let n = item.notification;
-            match envelope::encode(n) {
-                Ok(body) => {
+            let encoded = match self.transport.dialect() {
+                Dialect::Kafka => envelope::encode(n).map(|body| {
                     let body = Bytes::from(body);
-                    records.extend(item.topics.iter().map(|t| OutgoingRecord {
-                        topic: self.topic_name(t, n.priority).to_string(),
-                        body: body.clone(),
-                    }));
+                    item.topics
+                        .iter()
+                        .map(|t| OutgoingRecord {
+                            topic: self.topic_name(t, n.priority).to_string(),
+                            body: body.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                }),
+                Dialect::Amqp => item
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        Ok(OutgoingRecord {
+                            topic: self.topic_name(t, n.priority).to_string(),
+                            body: envelope::encode_as(n, Dialect::Amqp)?.into(),
+                        })
+                    })
+                    .collect(),
+            };
+            match encoded {
+                Ok(encoded) => {
+                    records.extend(encoded);
                     refused.push(None);
                 }
                 Err(e) => refused.push(Some(e)),
@@ -106,14 +129,28 @@ impl NotificationSink for MessagingSink {
         topics: &[String],
         retry: Retry,
     ) -> TopicResults {
-        let body = match envelope::encode(n) {
-            Ok(body) => Bytes::from(body),
-            Err(e) => return refused_on(topics, e),
+        let dialect = self.transport.dialect();
+        let once = match dialect {
+            Dialect::Kafka => match envelope::encode(n) {
+                Ok(body) => Some(Bytes::from(body)),
+                Err(e) => return refused_on(topics, e),
+            },
+            Dialect::Amqp => None,
         };
         let mut results = Vec::with_capacity(topics.len());
-        for t in topics {
+        for (i, t) in topics.iter().enumerate() {
+            let body = match &once {
+                Some(body) => body.clone(),
+                None => match envelope::encode_as(n, dialect) {
+                    Ok(body) => Bytes::from(body),
+                    Err(e) => {
+                        results.extend(refused_on(&topics[i..], e));
+                        break;
+                    }
+                },
+            };
             let topic = self.topic_name(t, n.priority);
-            results.push(self.transport.send(&topic, body.clone(), retry).await);
+            results.push(self.transport.send(&topic, body, retry).await);
         }
         results
     }

@@ -54,7 +54,7 @@ pub use crate::driver::rpc::{
 };
 pub use client::RpcClient;
 pub use endpoint::{RemoteError, RpcEndpoint};
-pub use server::{RpcServer, RpcServerBuilder, RpcServerCounters};
+pub use server::{RpcServer, RpcServerBuilder, RpcServerCounters, RECENT_UNIQUE_IDS};
 
 pub use crate::target::Target;
 
@@ -99,13 +99,14 @@ pub trait RpcSerializer: Send + Sync + fmt::Debug {
 
 /// The exchange and topic a target maps to on `transport`: the default exchange
 /// when none is set, and the URL's virtual host applied to the topic the same way
-/// as for notifications, so clients and servers on one virtual host meet.
+/// as for notifications (in the [`crate::driver::Dialect::Kafka`] dialect only), so
+/// clients and servers on one virtual host meet.
 pub(crate) fn resolve(transport: &Transport, target: &Target) -> (String, String) {
     let exchange = target
         .exchange
         .clone()
         .unwrap_or_else(|| DEFAULT_EXCHANGE.to_owned());
-    let topic = match transport.url().virtual_host() {
+    let topic = match transport.topic_virtual_host() {
         Some(vhost) => format!("{}.{vhost}", target.topic),
         None => target.topic.clone(),
     };

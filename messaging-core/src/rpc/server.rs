@@ -1,6 +1,7 @@
 //! [`RpcServer`]: receives requests, dispatches them to endpoints with bounded
 //! concurrency, replies, and drains on stop.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,7 +38,14 @@ pub struct RpcServerCounters {
     pub failed: u64,
     /// Records that were not RPC requests (skipped, logged).
     pub skipped: u64,
+    /// Requests dropped, without a reply, because their `_unique_id` was one of the
+    /// last [`RECENT_UNIQUE_IDS`] this server took (a redelivered copy).
+    pub duplicates: u64,
 }
+
+/// How many of the latest requests' `_unique_id`s a server remembers to drop
+/// duplicates (oslo's `DUP_MSG_CHECK_SIZE`).
+pub const RECENT_UNIQUE_IDS: usize = 16;
 
 #[derive(Debug, Default)]
 struct Stats {
@@ -45,6 +53,7 @@ struct Stats {
     replied: AtomicU64,
     failed: AtomicU64,
     skipped: AtomicU64,
+    duplicates: AtomicU64,
 }
 
 /// Builds an [`RpcServer`].
@@ -200,6 +209,7 @@ impl RpcServer {
                     stats: inner.stats.clone(),
                     server: inner.spec.server.clone(),
                     replies: Vec::new(),
+                    recent: VecDeque::with_capacity(RECENT_UNIQUE_IDS),
                 })
             })
             .await
@@ -228,6 +238,7 @@ impl RpcServer {
             replied: s.replied.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             skipped: s.skipped.load(Ordering::Relaxed),
+            duplicates: s.duplicates.load(Ordering::Relaxed),
         }
     }
 }
@@ -241,6 +252,8 @@ struct ServerService {
     stats: Arc<Stats>,
     server: String,
     replies: Vec<RpcReply>,
+    /// The `_unique_id`s of the latest requests taken, oldest first.
+    recent: VecDeque<String>,
 }
 
 /// What a finished request leaves to send: a reply for a call, nothing for a cast.
@@ -263,6 +276,16 @@ impl Service for ServerService {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         match wire::decode_request(&body) {
             Ok(request) => {
+                if self.is_duplicate(request.unique_id.as_deref()) {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        server = %self.server,
+                        method = %request.method,
+                        unique_id = request.unique_id.as_deref().unwrap_or_default(),
+                        "dropping a duplicate RPC request (its _unique_id was seen just before)"
+                    );
+                    return;
+                }
                 let job = handle(
                     request,
                     self.dispatcher.clone(),
@@ -315,6 +338,22 @@ impl Service for ServerService {
 }
 
 impl ServerService {
+    /// Whether `unique_id` is one of the last [`RECENT_UNIQUE_IDS`] taken; if not,
+    /// it is remembered. A request without one is never a duplicate.
+    fn is_duplicate(&mut self, unique_id: Option<&str>) -> bool {
+        let Some(id) = unique_id else {
+            return false;
+        };
+        if self.recent.iter().any(|seen| seen == id) {
+            return true;
+        }
+        if self.recent.len() == RECENT_UNIQUE_IDS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(id.to_owned());
+        false
+    }
+
     /// A record that is not a request: a failure reply where it says where to
     /// reply, else a counted skip.
     fn refuse(&mut self, body: &Bytes, bad: wire::BadRequest) {
@@ -395,12 +434,17 @@ async fn invoke(
 }
 
 fn reply_for(to: &ReplyTo, outcome: std::result::Result<Value, RemoteError>) -> Option<RpcReply> {
-    let encoded = wire::encode_reply(&to.msg_id, &outcome.map_err(RemoteError::into_wire))
-        .or_else(|e| {
-            tracing::error!(error = %e, "an RPC reply does not encode; sending the failure instead");
-            let failure = RemoteError::new("SerializationError", e.to_string()).into_wire();
-            wire::encode_reply(&to.msg_id, &Err(failure))
-        });
+    let unique_id = uuid::Uuid::new_v4().simple().to_string();
+    let encoded = wire::encode_reply(
+        &to.msg_id,
+        &unique_id,
+        &outcome.map_err(RemoteError::into_wire),
+    )
+    .or_else(|e| {
+        tracing::error!(error = %e, "an RPC reply does not encode; sending the failure instead");
+        let failure = RemoteError::new("SerializationError", e.to_string()).into_wire();
+        wire::encode_reply(&to.msg_id, &unique_id, &Err(failure))
+    });
     match encoded {
         Ok(body) => Some(RpcReply {
             reply_queue: to.reply_queue.clone(),

@@ -1,14 +1,25 @@
-//! The RPC wire format: oslo-style request and reply objects inside the same v2
-//! envelope as notifications.
+//! The RPC wire format: oslo's (AMQP) request and reply objects inside the same v2
+//! envelope as notifications, on every transport (oslo's RPC only exists on its AMQP
+//! drivers, so there is no other form to follow; this does not depend on the
+//! driver's [`crate::driver::Dialect`]).
 //!
 //! Request: `{"method": "add", "args": {...}, "namespace": "calc", "version": "1.2",
-//! "_msg_id": "...", "_reply_q": "...", "_unique_id": "...", "_context": {...}}`
-//! (`namespace` and `version` only when set; `_msg_id` and `_reply_q` only on a call).
-//! Reply: `{"result": ..., "failure": null, "ending": true, "_msg_id": "..."}`, where a
-//! failure is `{"class": ..., "module": ..., "message": ..., "tb": [], "args": [...],
-//! "kwargs": {}}`. Decoding also accepts a failure serialized as a JSON string (what
-//! oslo's Python writes), a bare (v1) message without the envelope, and a context
-//! flattened into `_context_<key>` keys (oslo's AMQP drivers).
+//! "_msg_id": "...", "_reply_q": "...", "_timeout": null, "_unique_id": "...",
+//! "_context_user": "u", "_context_request_id": "req-1"}`: `namespace` and `version`
+//! only when set; `_msg_id`, `_reply_q` and `_timeout` only on a call (`_timeout` is
+//! oslo's call-monitor timeout, which the core does not use: always `null`);
+//! `_unique_id` a new uuid4 hex for every message; one `_context_<key>` for each
+//! top-level key of the context.
+//!
+//! Reply: `{"result": ..., "failure": null, "ending": true, "_msg_id": "...",
+//! "_unique_id": "..."}`; on failure `result` is `null` and `failure` a JSON *string*
+//! (oslo's Python client calls `json.loads` on it) holding `{"class": ...,
+//! "module": ..., "message": ..., "tb": [], "args": [...], "kwargs": {}}`.
+//!
+//! Decoding also accepts a failure as a JSON object, a bare (v1) message without
+//! the envelope, a reply without `_unique_id`, and a request whose context is a
+//! `_context` object (what this crate wrote before), flat `_context_<key>` keys, or
+//! both (the object's keys win).
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -71,34 +82,42 @@ pub(crate) struct OutgoingRequest<'a> {
     pub(crate) context: &'a Context,
 }
 
-#[derive(Serialize)]
-struct WireRequest<'a> {
-    method: &'a str,
-    args: &'a Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    _msg_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    _reply_q: Option<&'a str>,
-    _unique_id: &'a str,
-    _context: &'a Context,
+/// The inner request object, in oslo's key order, the context flattened.
+struct WireRequest<'r, 'a>(&'r OutgoingRequest<'a>);
+
+impl Serialize for WireRequest<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("method", r.method)?;
+        m.serialize_entry("args", r.args)?;
+        if let Some(namespace) = r.namespace {
+            m.serialize_entry("namespace", namespace)?;
+        }
+        if let Some(version) = r.version {
+            m.serialize_entry("version", version)?;
+        }
+        if let Some((msg_id, reply_queue)) = r.reply {
+            m.serialize_entry("_msg_id", msg_id)?;
+            m.serialize_entry("_reply_q", reply_queue)?;
+            // No call monitor: oslo's server then sends no heartbeats.
+            m.serialize_entry("_timeout", &Value::Null)?;
+        }
+        m.serialize_entry("_unique_id", r.unique_id)?;
+        for (key, value) in r.context {
+            m.serialize_entry(&format!("{FLAT_CONTEXT_PREFIX}{key}"), value)?;
+        }
+        m.end()
+    }
 }
+
+/// The prefix of a flattened context key.
+const FLAT_CONTEXT_PREFIX: &str = "_context_";
 
 /// Encode a request in the v2 envelope.
 pub(crate) fn encode_request(r: &OutgoingRequest<'_>) -> Result<Vec<u8>> {
-    wrap(&WireRequest {
-        method: r.method,
-        args: r.args,
-        namespace: r.namespace,
-        version: r.version,
-        _msg_id: r.reply.map(|(id, _)| id),
-        _reply_q: r.reply.map(|(_, q)| q),
-        _unique_id: r.unique_id,
-        _context: r.context,
-    })
+    wrap(&WireRequest(r))
 }
 
 /// A request as a server receives it.
@@ -111,6 +130,8 @@ pub(crate) struct IncomingRequest {
     pub(crate) context: Context,
     /// `Some` for a call, `None` for a cast.
     pub(crate) reply: Option<ReplyTo>,
+    /// The sender's `_unique_id` (a string), for dropping duplicates.
+    pub(crate) unique_id: Option<String>,
 }
 
 /// A request that could not be decoded, and where to say so if it was a call.
@@ -153,7 +174,7 @@ pub(crate) fn decode_request(body: &[u8]) -> Result<IncomingRequest, Box<BadRequ
         Some(_) => return Err(bad("request _context is not a JSON object", reply)),
     };
     for (key, value) in m.iter() {
-        if let Some(name) = key.strip_prefix("_context_") {
+        if let Some(name) = key.strip_prefix(FLAT_CONTEXT_PREFIX) {
             context
                 .entry(name.to_owned())
                 .or_insert_with(|| value.clone());
@@ -171,6 +192,7 @@ pub(crate) fn decode_request(body: &[u8]) -> Result<IncomingRequest, Box<BadRequ
         version,
         context,
         reply,
+        unique_id: take_string(&mut m, "_unique_id"),
     })
 }
 
@@ -231,25 +253,30 @@ impl WireFailure {
 #[derive(Serialize)]
 struct WireReply<'a> {
     result: &'a Value,
-    failure: Option<&'a WireFailure>,
+    /// The failure as JSON text (oslo's Python client `json.loads` it), or `null`.
+    failure: Option<String>,
     ending: bool,
     _msg_id: &'a str,
+    _unique_id: &'a str,
 }
 
-/// Encode a reply in the v2 envelope.
+/// Encode the one reply to a call in the v2 envelope: `result`, `failure` (a JSON
+/// string, or `null`), `ending: true`, `_msg_id`, and `_unique_id`.
 pub(crate) fn encode_reply(
     msg_id: &str,
+    unique_id: &str,
     outcome: &std::result::Result<Value, WireFailure>,
 ) -> Result<Vec<u8>> {
     let (result, failure) = match outcome {
         Ok(v) => (v, None),
-        Err(f) => (&Value::Null, Some(f)),
+        Err(f) => (&Value::Null, Some(to_python_json(f)?)),
     };
     wrap(&WireReply {
         result,
         failure,
         ending: true,
         _msg_id: msg_id,
+        _unique_id: unique_id,
     })
 }
 
@@ -286,6 +313,38 @@ mod tests {
         }
     }
 
+    /// The call request oslo's rabbit driver sends (oslo-rabbit.md, "A complete
+    /// call request as seen on the wire"), byte for byte.
+    #[test]
+    fn request_encodes_exactly_like_oslo() {
+        let args = obj(json!({"x": 1}));
+        let ctx = obj(json!({"user": "u1", "request_id": "req-1"}));
+        let body = encode_request(&OutgoingRequest {
+            method: "echo",
+            args: &args,
+            namespace: None,
+            version: None,
+            reply: Some((
+                "b3522016a5e843019a6129ee6e792599",
+                "reply_f7eee2d91b704ceaad439d4f07c93a5f",
+            )),
+            unique_id: "84dcfc6b374a4872b84d2f6237d91410",
+            context: &ctx,
+        })
+        .unwrap();
+        let oslo = r#"{"oslo.version": "2.0", "oslo.message": "{\"method\": \"echo\", \"args\": {\"x\": 1}, \"_msg_id\": \"b3522016a5e843019a6129ee6e792599\", \"_reply_q\": \"reply_f7eee2d91b704ceaad439d4f07c93a5f\", \"_timeout\": null, \"_unique_id\": \"84dcfc6b374a4872b84d2f6237d91410\", \"_context_user\": \"u1\", \"_context_request_id\": \"req-1\"}"}"#;
+        // The `_context_*` keys follow the context's own order (serde_json keeps
+        // insertion order in this workspace).
+        assert_eq!(String::from_utf8(body.clone()).unwrap(), oslo);
+        let back = decode_request(&body).unwrap();
+        assert_eq!(back.context, ctx);
+        assert_eq!(
+            back.unique_id.as_deref(),
+            Some("84dcfc6b374a4872b84d2f6237d91410")
+        );
+        assert_eq!(back, decode_request(oslo.as_bytes()).unwrap());
+    }
+
     #[test]
     fn request_encodes_in_the_oslo_style() {
         let args = obj(json!({"a": 1, "b": 2}));
@@ -301,7 +360,7 @@ mod tests {
         })
         .unwrap();
         let text = String::from_utf8(body.clone()).unwrap();
-        let expected = r#"{"oslo.version": "2.0", "oslo.message": "{\"method\": \"add\", \"args\": {\"a\": 1, \"b\": 2}, \"namespace\": \"calc\", \"version\": \"1.2\", \"_msg_id\": \"m1\", \"_reply_q\": \"reply_q1\", \"_unique_id\": \"u1\", \"_context\": {\"user\": \"u\"}}"}"#;
+        let expected = r#"{"oslo.version": "2.0", "oslo.message": "{\"method\": \"add\", \"args\": {\"a\": 1, \"b\": 2}, \"namespace\": \"calc\", \"version\": \"1.2\", \"_msg_id\": \"m1\", \"_reply_q\": \"reply_q1\", \"_timeout\": null, \"_unique_id\": \"u1\", \"_context_user\": \"u\"}"}"#;
         assert_eq!(text, expected);
         let back = decode_request(&body).unwrap();
         assert_eq!(back.method, "add");
@@ -334,6 +393,8 @@ mod tests {
         .unwrap();
         let text = String::from_utf8(body.clone()).unwrap();
         assert!(!text.contains("_msg_id") && !text.contains("namespace"));
+        assert!(!text.contains("_timeout") && !text.contains("_context"));
+        assert!(text.contains(r#"\"_unique_id\": \"u\""#));
         let back = decode_request(&body).unwrap();
         assert_eq!(back.reply, None);
         assert_eq!(back.version, DEFAULT_VERSION);
@@ -349,6 +410,14 @@ mod tests {
         assert_eq!(back.context.get("user"), Some(&json!("u")));
         assert_eq!(back.context.get("project"), Some(&json!("p")));
         assert!(back.args.is_empty());
+        assert_eq!(back.unique_id, None);
+        // What this crate wrote before: one `_context` object; the object wins.
+        let back = decode_request(
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"method\": \"m\", \"args\": {}, \"_unique_id\": \"u\", \"_context\": {\"user\": \"obj\"}, \"_context_user\": \"flat\", \"_context_x\": 1}"}"#,
+        )
+        .unwrap();
+        assert_eq!(back.context, obj(json!({"user": "obj", "x": 1})));
+        assert_eq!(back.unique_id.as_deref(), Some("u"));
     }
 
     #[test]
@@ -362,11 +431,11 @@ mod tests {
 
     #[test]
     fn replies_round_trip() {
-        let body = encode_reply("m1", &Ok(json!({"x": 1}))).unwrap();
+        let body = encode_reply("m1", "u1", &Ok(json!({"x": 1}))).unwrap();
         let text = String::from_utf8(body.clone()).unwrap();
         assert_eq!(
             text,
-            r#"{"oslo.version": "2.0", "oslo.message": "{\"result\": {\"x\": 1}, \"failure\": null, \"ending\": true, \"_msg_id\": \"m1\"}"}"#
+            r#"{"oslo.version": "2.0", "oslo.message": "{\"result\": {\"x\": 1}, \"failure\": null, \"ending\": true, \"_msg_id\": \"m1\", \"_unique_id\": \"u1\"}"}"#
         );
         let back = decode_reply(&body).unwrap();
         assert_eq!(back.msg_id, "m1");
@@ -380,8 +449,25 @@ mod tests {
             args: vec!["bad".into()],
             kwargs: Map::new(),
         };
-        let back = decode_reply(&encode_reply("m2", &Err(failure.clone())).unwrap()).unwrap();
-        assert_eq!(back.outcome, Some(Err(failure)));
+        let body = encode_reply("m2", "u2", &Err(failure.clone())).unwrap();
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"oslo.version": "2.0", "oslo.message": "{\"result\": null, \"failure\": \"{\\\"class\\\": \\\"ValueError\\\", \\\"module\\\": \\\"builtins\\\", \\\"message\\\": \\\"bad\\\", \\\"tb\\\": [], \\\"args\\\": [\\\"bad\\\"], \\\"kwargs\\\": {}}\", \"ending\": true, \"_msg_id\": \"m2\", \"_unique_id\": \"u2\"}"}"#
+        );
+        // What oslo's client does with it: `failure` is a string holding the object.
+        let inner = unwrap(&body).unwrap();
+        let Some(Value::String(failure_text)) = inner.get("failure") else {
+            panic!("failure is not a string: {inner:?}");
+        };
+        let parsed: Value = serde_json::from_str(failure_text).unwrap();
+        assert_eq!(parsed["class"], json!("ValueError"));
+        assert_eq!(parsed["kwargs"], json!({}));
+        let back = decode_reply(&body).unwrap();
+        assert_eq!(back.outcome, Some(Err(failure.clone())));
+        // A failure as an object (what this crate wrote before) is still read.
+        let object = br#"{"oslo.version": "2.0", "oslo.message": "{\"result\": null, \"failure\": {\"class\": \"ValueError\", \"module\": \"builtins\", \"message\": \"bad\", \"tb\": [], \"args\": [\"bad\"], \"kwargs\": {}}, \"ending\": true, \"_msg_id\": \"m2\"}"}"#;
+        assert_eq!(decode_reply(object).unwrap().outcome, Some(Err(failure)));
     }
 
     #[test]

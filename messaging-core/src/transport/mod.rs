@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use self::handover::{Accepted, Attempt, Handed};
 use self::tracker::{DeliveryTracker, Sent, Tracked};
 
-use crate::driver::{CloseReport, Driver, OutgoingRecord, PendingDelivery};
+use crate::driver::{CloseReport, Dialect, Driver, OutgoingRecord, PendingDelivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::priority::Priority;
 use crate::registry::DriverRegistry;
@@ -141,11 +141,28 @@ impl Transport {
         self.inner.closed.load(Ordering::Acquire)
     }
 
+    /// The wire dialect of the driver underneath ([`crate::Capabilities::dialect`]):
+    /// how notifications are written and whether topic names carry the virtual host.
+    pub fn dialect(&self) -> Dialect {
+        self.inner.driver.capabilities().dialect
+    }
+
+    /// The URL's virtual host where the core puts it into topic names: in the
+    /// [`Dialect::Kafka`] dialect only (an [`Dialect::Amqp`] broker has real
+    /// virtual hosts, which its driver uses itself).
+    pub(crate) fn topic_virtual_host(&self) -> Option<&str> {
+        match self.dialect() {
+            Dialect::Kafka => self.inner.url.virtual_host(),
+            Dialect::Amqp => None,
+        }
+    }
+
     /// The topic a notification of `priority` for `topic` goes to: `topic.priority`,
-    /// and `.vhost` appended when the URL has a virtual host. Notifiers and listeners
-    /// both use this, so a virtual host never separates them.
+    /// and, in the [`Dialect::Kafka`] dialect, `.vhost` appended when the URL has a
+    /// virtual host. Notifiers and listeners both use this, so a virtual host never
+    /// separates them.
     pub fn notification_topic(&self, topic: &str, priority: Priority) -> String {
-        match self.inner.url.virtual_host() {
+        match self.topic_virtual_host() {
             Some(vhost) => format!("{topic}.{}.{vhost}", priority.as_str()),
             None => format!("{topic}.{}", priority.as_str()),
         }
