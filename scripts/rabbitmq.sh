@@ -70,9 +70,11 @@
 #   RABBITMQ_START_TIMEOUT  seconds to wait for AMQP (default 60)
 #   RABBITMQ_STOP_TIMEOUT   seconds to wait after SIGTERM before SIGKILL (default 15)
 #
-# Measured here (2 shared cores): start ~6-12 s until AMQP answers; restart after
-# kill -9 about the same; stop (SIGTERM, clean shutdown) ~2-3 s; `ctl` ~1.5-2 s per
-# call (the CLI is an Erlang VM of its own).
+# Measured here (2 shared cores): start 6-8 s until AMQP answers (two names started at
+# once: 7-10 s); restart after kill -9 6-8 s (durable queues and persistent messages
+# kept, transient queues gone); stop (SIGTERM to beam.smp, clean shutdown) ~1.9 s;
+# `ctl` ~0.5 s per call (the CLI is an Erlang VM of its own). Killed processes can stay
+# zombies (<defunct>) for a while in this sandbox: they are not running and hold no port.
 set -euo pipefail
 
 log() { printf '[rabbitmq.sh] %s\n' "$*" >&2; }
@@ -238,7 +240,7 @@ node_env() { # sets the environment for rabbitmq-server / rabbitmqctl
 
 kill_instance() { # signal: kill the node (beam, wrapper, helpers) with that signal
     local sig=$1 pids
-    pids=$(instance_pids | sort -u)
+    pids=$(instance_pids | sort -un | tr "\n" " ")
     [[ -n $pids ]] || return 0
     # shellcheck disable=SC2086
     kill "-$sig" $pids 2>/dev/null || true
@@ -371,7 +373,17 @@ do_stop() {
         log "instance '$name' is not running (no $dir)"
         return 0
     fi
-    if pids=$(kill_instance TERM) && [[ -n $pids ]]; then
+    local beam
+    pids=$(instance_pids | sort -un | tr "\n" " ")
+    if [[ -n $pids ]]; then
+        # SIGTERM to beam.smp: RabbitMQ shuts down cleanly (its helpers and the wrapper
+        # shell exit with it). Without a beam (a half-dead instance), to everything.
+        if beam=$(beam_pid); then
+            kill -TERM "$beam" 2>/dev/null || true
+        else
+            # shellcheck disable=SC2086
+            kill -TERM $pids 2>/dev/null || true
+        fi
         # shellcheck disable=SC2086
         if ! wait_gone "$stop_timeout" $pids; then
             log "node ignored SIGTERM for ${stop_timeout}s; sending SIGKILL"
