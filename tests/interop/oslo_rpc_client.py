@@ -19,6 +19,9 @@ transport (get_rpc_transport(cfg.CONF, url=--url)) and one client
    "timeout": SECONDS,                       calls: default 10 (oslo's default is 60)
    "call_monitor_timeout": SECONDS,          calls: optional (server heartbeats)
    "retry": N,                               optional (oslo: None = forever)
+   "at_least_once": true,                    optional: TransportOptions(at_least_once=True)
+                                             (mandatory flag: a request nobody can
+                                             receive fails with MessageUndeliverable)
    "context": {...}}                         a plain dict, sent as _context_<key> fields
                                              (default {})
   {"kind": "sleep", "seconds": S}            pause (prints {"i": n, "ok": true} too)
@@ -40,6 +43,10 @@ Output (stdout), one JSON line per request, in order, flushed at once:
                str(e)
      text      str(e)
 "elapsed" is the request's duration in seconds (float).
+
+Driver options: [oslo_messaging_rabbit] options can go in the URL query (oslo reads
+them there), e.g. rabbit://guest:guest@127.0.0.1:PORT/?rabbit_quorum_queue=true
+No config file is read.
 
 Exit status: 0 once every request was attempted (errors are output, not failures);
 2 on bad input.
@@ -138,6 +145,8 @@ def main():
                     prep["call_monitor_timeout"] = r["call_monitor_timeout"]
             if "retry" in r:
                 prep["retry"] = r["retry"]
+            if r.get("at_least_once"):
+                prep["transport_options"] = oslo_messaging.TransportOptions(at_least_once=True)
             cctxt = client.prepare(**prep)
             ctxt = dict(r.get("context", {}))
             kwargs = r.get("args", {})
