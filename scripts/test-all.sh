@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Run every test: formatting and lints, the whole workspace (memory driver, Kafka on
 # librdkafka's embedded mock cluster), the conformance suite and fault tests on a real
-# Kafka-protocol broker (Tansu, installed and started here), and the interoperability
-# tests against the real Python oslo.messaging and Ceilometer (installed here in a venv).
+# Kafka-protocol broker (Tansu, installed and started here), the tests that need a real
+# RabbitMQ node (Debian's rabbitmq-server, installed with apt-get and started here as a
+# private node), and the interoperability tests against the real Python oslo.messaging
+# (Kafka and rabbit drivers) and Ceilometer (installed here in a venv).
 #
 # Caches (reused by later runs): ${MESSAGING_CACHE_DIR:-$HOME/.cache/messaging-ci}
 #   tansu-0.6.0/  the broker build (a cold build takes ~15 minutes on 2 cores)
 #   venv-oslo/    the Python environment
+# RabbitMQ is a system package (apt-get install rabbitmq-server, ~15-25 s, needs root),
+# installed once by scripts/ensure-rabbitmq.sh.
+#
+# Environment given to the tests: KAFKA_BOOTSTRAP_SERVERS, MESSAGING_TANSU_SCRIPT,
+# TANSU_INSTANCE (the Tansu broker); RABBITMQ_URL (rabbit://guest:guest@127.0.0.1:PORT/),
+# MESSAGING_RABBIT_SCRIPT, RABBITMQ_INSTANCE (the RabbitMQ node: `$MESSAGING_RABBIT_SCRIPT
+# restart|ctl ...` act on it); MESSAGING_REQUIRE_BROKER=1, MESSAGING_INTEROP_PYTHON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,14 +24,22 @@ mkdir -p "$MESSAGING_CACHE_DIR"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "installing the broker and the Python environment (cached after the first run)"
-# Both are independent: build the broker while pip installs the Python side.
+step "installing the brokers and the Python environment (cached after the first run)"
+# All three are independent: build Tansu and apt-get RabbitMQ while pip installs the
+# Python side.
 scripts/ensure-tansu.sh >"$MESSAGING_CACHE_DIR/ensure-tansu.out" 2>"$MESSAGING_CACHE_DIR/ensure-tansu.log" &
 tansu_pid=$!
+scripts/ensure-rabbitmq.sh >"$MESSAGING_CACHE_DIR/ensure-rabbitmq.out" 2>"$MESSAGING_CACHE_DIR/ensure-rabbitmq.log" &
+rabbit_pid=$!
 python_bin=$(scripts/python-env.sh)
 if ! wait "$tansu_pid"; then
     tail -n 40 "$MESSAGING_CACHE_DIR/ensure-tansu.log" >&2
     echo "error: could not install the Tansu broker" >&2
+    exit 1
+fi
+if ! wait "$rabbit_pid"; then
+    tail -n 40 "$MESSAGING_CACHE_DIR/ensure-rabbitmq.log" >&2
+    echo "error: could not install RabbitMQ (rabbitmq-server)" >&2
     exit 1
 fi
 
@@ -30,19 +47,43 @@ step "formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "starting a Tansu broker (sqlite storage)"
+step "starting a Tansu broker (sqlite storage) and a RabbitMQ node"
 export TANSU_INSTANCE="ci-$$"
-cleanup() { scripts/tansu.sh stop --name "$TANSU_INSTANCE" >/dev/null 2>&1 || true; }
+export RABBITMQ_INSTANCE="ci-$$"
+rabbit_start_pid=""
+cleanup() {
+    scripts/tansu.sh stop --name "$TANSU_INSTANCE" >/dev/null 2>&1 || true
+    # A start still in progress (Tansu failed first) is let finish, so that stop finds the node.
+    [[ -z $rabbit_start_pid ]] || wait "$rabbit_start_pid" 2>/dev/null || true
+    scripts/rabbitmq.sh stop --name "$RABBITMQ_INSTANCE" >/dev/null 2>&1 || true
+    rm -f "${rabbit_out:-}" "${rabbit_log:-}"
+}
 trap cleanup EXIT
+# RabbitMQ takes ~6-12 s to accept connections: start it in the background meanwhile.
+rabbit_out=$(mktemp)
+rabbit_log=$(mktemp)
+scripts/rabbitmq.sh start --name "$RABBITMQ_INSTANCE" >"$rabbit_out" 2>"$rabbit_log" &
+rabbit_start_pid=$!
 bootstrap=$(scripts/tansu.sh start --name "$TANSU_INSTANCE")
 echo "broker at $bootstrap" >&2
+if ! wait "$rabbit_start_pid"; then
+    rabbit_start_pid=""
+    cat "$rabbit_log" >&2
+    echo "error: could not start the RabbitMQ node" >&2
+    exit 1
+fi
+rabbit_start_pid=""
+rabbit_url=$(cat "$rabbit_out")
+echo "RabbitMQ at $rabbit_url" >&2
 
 export KAFKA_BOOTSTRAP_SERVERS="$bootstrap"
 export MESSAGING_REQUIRE_BROKER=1
 export MESSAGING_INTEROP_PYTHON="$python_bin"
 export MESSAGING_TANSU_SCRIPT="$root/scripts/tansu.sh"
+export RABBITMQ_URL="$rabbit_url"
+export MESSAGING_RABBIT_SCRIPT="$root/scripts/rabbitmq.sh"
 
-step "cargo test --workspace (every tier: memory, Kafka mock, Kafka on Tansu, oslo.messaging interop)"
+step "cargo test --workspace (every tier: memory, Kafka mock, Kafka on Tansu, RabbitMQ, oslo.messaging interop)"
 cargo test --workspace --no-fail-fast -- --test-threads=2
 
 step "the crates package (cargo package builds each published crate from its packaged files)"

@@ -116,3 +116,34 @@ def create_topics(bootstrap, names, partitions=1, timeout=30.0):
 
 def priority_topics(topic, priorities=PRIORITIES):
     return ["%s.%s" % (topic, p) for p in priorities]
+
+
+class InteropError(Exception):
+    """Raised by oslo_rpc_server.py's fail_custom().
+
+    Its module (_interop_common) is not in a client's allowed_remote_exmods, so an oslo
+    client turns it into RemoteError(exc_type="InteropError", value=message); the
+    error reply carries "kwargs": {"code": code} (oslo sends the exception's .kwargs).
+    """
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.kwargs = {"code": code}
+
+
+def write_ready_file(path):
+    """Create PATH atomically with content "ready\\n"."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write("ready\n")
+    os.replace(tmp, path)
+
+
+def url_scheme(url):
+    """'rabbit://...' -> 'rabbit' ('kafka' for a bare host:port)."""
+    return url.split("://", 1)[0].lower() if "://" in url else "kafka"
+
+
+def is_rabbit_url(url):
+    """True for oslo's RabbitMQ driver (rabbit://; kombu:// is broken in oslo 18.3)."""
+    return url_scheme(url) == "rabbit"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Receive notifications with a real oslo.messaging notification listener (Kafka).
+"""Receive notifications with a real oslo.messaging notification listener (Kafka or rabbit).
 
 Usage:
-  oslo_listen.py --url kafka://127.0.0.1:PORT --topic T --count N --timeout SECS
+  oslo_listen.py --url kafka://127.0.0.1:PORT|rabbit://guest:guest@127.0.0.1:PORT/
+                 --topic T --count N --timeout SECS
                  [--pool NAME] [--batch SIZE [--batch-timeout SECS]]
                  [--ready-file PATH [--warmup-priorities audit,debug,...]]
                  [--priorities audit,debug,...] [--workers 1] [--create-topics]
@@ -35,6 +36,17 @@ written (atomically, content "ready\\n") once a warm-up has been received on eve
 priority in --warmup-priorities (default: all listened priorities) -- receiving on
 each topic proves every partition has its starting offset. The sender keeps sending
 warm-up rounds until PATH exists (oslo_notify.py --warmup-until PATH does this).
+
+RabbitMQ (--url rabbit://...): the same options and output. No warm-up is needed: oslo
+declares and consumes its queues in listener.start() (no pool: the shared queues
+T.<priority>, which the notifier also declares, so earlier notifications wait there;
+pool P: one queue named P bound to T.<priority> for each listened priority, which
+receives only what is sent after the listener started). So with --ready-file the file
+is written as soon as listener.start() returned (warm-ups, if a sender still sends
+them, are ignored as on Kafka). The queues T.<priority> outlive the listener (not
+durable, not auto-delete): use a topic of your own per test so that nothing left over
+by an earlier test is received. "context" is the caller's context as oslo rebuilt it
+from the _context_<k> fields (plus "client_timeout": null). --create-topics is ignored.
 
 --workers: size of oslo's executor pool (oslo default 64). Default 1, so handlers run
 one at a time and lines appear in the order oslo polled them.
@@ -166,7 +178,10 @@ def main():
 
     import oslo_messaging
 
-    if args.create_topics:
+    rabbit = common.is_rabbit_url(args.url)
+    if args.create_topics and rabbit:
+        common.log("--create-topics ignored on RabbitMQ (oslo declares its queues)")
+    elif args.create_topics:
         common.create_topics(common.bootstrap_from_url(args.url),
                              common.priority_topics(args.topic))
 
@@ -194,15 +209,24 @@ def main():
 
     started = False
     try:
-        # Blocks ~5 s: oslo's KafkaListener polls (and discards) for 5 s when created.
+        # Kafka: blocks ~5 s (oslo's KafkaListener polls, and discards, for 5 s when
+        # created). Rabbit: declares and consumes the queues, ~0.05 s.
         listener.start(override_pool_size=args.workers)
         started = True
         common.log("listener started after %.2f s (pool=%s, topics=%s)",
                    time.monotonic() - T_START, args.pool,
                    ",".join(common.priority_topics(args.topic, prios)))
-        remaining = args.timeout - (time.monotonic() - T_START)
-        if remaining > 0:
-            collector.done.wait(remaining)
+        if rabbit and args.ready_file:
+            with collector.lock:
+                common.write_ready_file(args.ready_file)
+                collector.ready_written = True
+            common.log("ready after %.2f s (rabbit: queues declared by start())",
+                       time.monotonic() - T_START)
+        # Short waits: a signal that the kernel delivers to one of oslo's threads only
+        # runs its Python handler when the main thread next wakes up.
+        deadline = T_START + args.timeout
+        while not collector.done.is_set() and time.monotonic() < deadline:
+            collector.done.wait(min(0.2, max(0.0, deadline - time.monotonic())))
     finally:
         if started:
             listener.stop()

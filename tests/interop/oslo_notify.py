@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Send notifications through a real oslo.messaging Notifier (Kafka driver).
+"""Send notifications through a real oslo.messaging Notifier (Kafka or rabbit driver).
 
 Usage:
-  oslo_notify.py --url kafka://127.0.0.1:PORT --topic T --input FILE|-
+  oslo_notify.py --url kafka://127.0.0.1:PORT|rabbit://guest:guest@127.0.0.1:PORT/
+                 --topic T --input FILE|-
                  [--driver messagingv2] [--context-mode request|raw|dict]
                  [--message-timeout-ms 10000] [--create-topics]
                  [--warmup-until PATH [--warmup-timeout 60] [--warmup-interval 0.5]
@@ -45,6 +46,26 @@ missing topic fails in 10 s instead of hanging transport.cleanup() for 5 minutes
 
 Flushing: transport.cleanup() -> KafkaDriver.cleanup() -> producer.flush().
 
+RabbitMQ (--url rabbit://...): the same program and output, except how the wire data is
+captured and what the line says about where it went. kombu.messaging.Producer.publish
+(which oslo's rabbit driver calls for every message) is wrapped: it records the
+exchange, routing key and body of every publish, "value" being the body serialized as
+kombu sends it (kombu.serialization.dumps(body, "json"); no compression is configured).
+oslo publishes with publisher confirms, so a publish that returned is "delivered": true
+(the broker confirmed it); one that raised is "delivered": false with "error". Line:
+  {"index": i, "exchange": "openstack", "topic": "T.info" (the routing key),
+   "partition": null, "offset": null, "delivered": true, "error": null, "value": "...",
+   "envelope_version": "2.0", "message": {...}, "message_id": ..., "timestamp": ...,
+   "priority": "INFO", "publisher_id": ..., "event_type": ..., "payload": ...,
+   "context": {<the _context_<k> fields of the message, without the prefix>}}
+oslo's notifier declares the queue T.<priority> itself (non-durable, bound to the
+exchange), so no warm-up is needed: messages wait in that queue for a listener without
+a pool. A listener WITH a pool consumes its own queue named after the pool, which only
+exists once the listener started: wait for its --ready-file first (--warmup-until PATH
+works here too; it simply stops as soon as PATH exists). --create-topics and
+--message-timeout-ms are Kafka-only (ignored). Exchange: oslo's control_exchange
+("openstack"); options of [oslo_messaging_rabbit] can go in the URL query.
+
 Warm-up (for oslo_listen.py --ready-file): with --warmup-until PATH, before the input
 is sent, rounds of "interop.warmup" notifications (one per warm-up priority, payload
 {"seq": n}) are sent every --warmup-interval seconds until PATH exists; exit 2 if it
@@ -67,6 +88,41 @@ class _State:
     current_index = None  # index of the notification being sent, None = warm-up
     records = []
     message_timeout_ms = 10000
+
+
+def _install_kombu_capture():
+    """Wrap kombu.messaging.Producer.publish so every message oslo publishes is recorded."""
+    import kombu.messaging
+    import kombu.serialization
+
+    real_publish = kombu.messaging.Producer.publish
+    if getattr(real_publish, "_interop_capture", False):
+        return
+
+    def publish(self, body, routing_key=None, *args, **kwargs):
+        exchange = kwargs.get("exchange", self.exchange)
+        rec = {"index": _State.current_index, "topic": routing_key,
+               "exchange": getattr(exchange, "name", exchange), "value": None,
+               "partition": None, "offset": None, "delivered": None, "error": None}
+        try:
+            _ctype, _enc, data = kombu.serialization.dumps(
+                body, kwargs.get("serializer") or self.serializer or "json")
+            rec["value"] = data
+        except Exception as exc:  # recorded, the real publish decides what happens
+            rec["error"] = "could not serialize for capture: %s" % exc
+        try:
+            result = real_publish(self, body, routing_key, *args, **kwargs)
+        except Exception as exc:
+            rec["delivered"] = False
+            rec["error"] = "%s: %s" % (type(exc).__name__, exc)
+            _State.records.append(rec)
+            raise
+        rec["delivered"] = True  # confirm_publish: returned = confirmed by the broker
+        _State.records.append(rec)
+        return result
+
+    publish._interop_capture = True
+    kombu.messaging.Producer.publish = publish
 
 
 def _install_producer_capture():
@@ -163,6 +219,14 @@ def _load_input(path):
     return data
 
 
+def _wire_context(msg):
+    """Kafka: the "_context" object; rabbit: the flat _context_<k> fields, unprefixed."""
+    if "_context" in msg:
+        return msg["_context"]
+    flat = {k[len("_context_"):]: v for k, v in msg.items() if k.startswith("_context_")}
+    return flat
+
+
 def _decode(value):
     text = value.decode("utf-8") if isinstance(value, bytes) else value
     outer = json.loads(text)
@@ -174,7 +238,8 @@ def _decode(value):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--url", required=True, help="kafka://HOST:PORT[?oslo_kafka_opt=v]")
+    ap.add_argument("--url", required=True,
+                    help="kafka://HOST:PORT[?oslo_kafka_opt=v] or rabbit://USER:PASS@HOST:PORT/")
     ap.add_argument("--topic", required=True)
     ap.add_argument("--input", required=True, help="JSON file, or - for stdin")
     ap.add_argument("--driver", default="messagingv2", choices=["messagingv2", "messaging"])
@@ -198,12 +263,18 @@ def main():
         common.log("ERROR: bad input: %s", exc)
         return 2
 
+    rabbit = common.is_rabbit_url(args.url)
     _State.message_timeout_ms = args.message_timeout_ms
-    _install_producer_capture()
+    if rabbit:
+        _install_kombu_capture()
+    else:
+        _install_producer_capture()
 
     import oslo_messaging
 
-    if args.create_topics:
+    if args.create_topics and rabbit:
+        common.log("--create-topics ignored on RabbitMQ (the notifier declares its queues)")
+    elif args.create_topics:
         common.create_topics(common.bootstrap_from_url(args.url),
                              common.priority_topics(args.topic))
 
@@ -263,7 +334,7 @@ def main():
             delivered = bool(rec["delivered"])
             if not delivered:
                 status = 1
-            common.emit({
+            line = {
                 "index": i,
                 "topic": rec["topic"],
                 "partition": rec["partition"],
@@ -280,8 +351,11 @@ def main():
                 "publisher_id": msg.get("publisher_id"),
                 "event_type": msg.get("event_type"),
                 "payload": msg.get("payload"),
-                "context": msg.get("_context"),
-            })
+                "context": _wire_context(msg),
+            }
+            if rabbit:
+                line = {"index": i, "exchange": rec.get("exchange"), **line}
+            common.emit(line)
     return status
 
 
