@@ -71,7 +71,7 @@ use messaging_core::driver::{
 };
 use messaging_core::options::{DriverOptions, OptionSpec};
 use messaging_core::rpc::{RpcDriver, RpcOperation};
-use messaging_core::{DriverRegistry, Error, Result, TransportUrl};
+use messaging_core::{Dialect, DriverRegistry, Error, Result, TransportUrl};
 
 use crate::connection::Connector;
 use crate::options::{RabbitConfig, OPTIONS};
@@ -168,6 +168,9 @@ impl Driver for RabbitDriver {
             ordered_per_partition: true,
             max_record_bytes: self.config.max_record_bytes,
             max_record_bytes_option: Some("max_record_bytes"),
+            // oslo's AMQP form: flat `_context_<key>` keys and `_unique_id`; the
+            // vhost is the broker's own, not a topic suffix.
+            dialect: Dialect::Amqp,
         }
     }
 

@@ -33,3 +33,7 @@ pub mod rpc_guide {}
 /// as doc tests.
 #[doc = include_str!("../../docs/openstack.md")]
 pub mod openstack_guide {}
+
+/// The RabbitMQ page's examples, compiled and run as doc tests.
+#[doc = include_str!("../../docs/rabbit.md")]
+pub mod rabbit_guide {}

@@ -28,6 +28,7 @@
 //! `create_topics=true`, and topics a Python program needs first are created by the
 //! Rust side before it starts.
 
+mod interop_support;
 mod kafka_support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -37,94 +38,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::support::Collector;
+use interop_support::{json_lines, python, python_command, Scratch};
 use messaging_core::{
     Context, NotificationListener, Notifier, OutgoingNotification, Priority, StartPosition, Target,
 };
 use messaging_telemetry::signing::{compute_signature_json, verify_signature_json};
 use messaging_telemetry::{CounterType, Sample, TelemetryPublisher};
 use serde_json::{json, Value};
-use tokio::process::Command;
 
 const WARMUP_EVENT_TYPE: &str = "interop.warmup";
 
 // ---------------------------------------------------------------------------
 // Gating and the Python side.
 
-fn require() -> bool {
-    kafka_support::broker_required()
-}
-
-/// The venv interpreter, or `None` (skip) / a panic under `MESSAGING_REQUIRE_BROKER=1`.
-fn python() -> Option<PathBuf> {
-    match std::env::var("MESSAGING_INTEROP_PYTHON") {
-        Ok(p) if !p.trim().is_empty() => Some(PathBuf::from(p.trim())),
-        _ if require() => panic!(
-            "MESSAGING_REQUIRE_BROKER=1 but MESSAGING_INTEROP_PYTHON is not set: \
-             export MESSAGING_INTEROP_PYTHON=$(scripts/python-env.sh)"
-        ),
-        _ => {
-            eprintln!(
-                "oslo interop test skipped: set MESSAGING_INTEROP_PYTHON=$(scripts/python-env.sh) \
-                 (and KAFKA_BOOTSTRAP_SERVERS); MESSAGING_REQUIRE_BROKER=1 makes this a failure"
-            );
-            None
-        }
-    }
-}
-
 /// Both the interpreter and a broker, or `None` (skipped, or a panic when required).
 fn python_and_broker() -> Option<(PathBuf, String)> {
     let python = python()?;
     let servers = kafka_support::bootstrap_servers()?;
     Some((python, servers))
-}
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop")
-}
-
-fn script(name: &str) -> PathBuf {
-    interop_dir().join(name)
-}
-
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(kafka_support::unique("interop-oslo"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn python_command(python: &Path, program: &str) -> Command {
-    let mut cmd = Command::new(python);
-    cmd.arg(script(program))
-        .current_dir(interop_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-fn json_lines(stdout: &[u8], what: &str) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{what}: bad line {l:?}: {e}")))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------

@@ -196,7 +196,7 @@ pub async fn record_size_limit_is_exact(h: Harness) {
         let empty = n
             .build_notification(Priority::Info, &ctx, "sized", &json!({"blob": ""}))
             .unwrap();
-        envelope::encode(&empty).unwrap().len()
+        envelope::encode_as(&empty, t.dialect()).unwrap().len()
     };
     let blob = |record_bytes: usize| json!({"blob": "b".repeat(record_bytes - framing)});
     let fits = limit.unwrap_or(2 * 1024 * 1024);
