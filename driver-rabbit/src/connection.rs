@@ -12,12 +12,15 @@ use messaging_core::{Error, ErrorKind, Result};
 
 use crate::options::RabbitConfig;
 
-/// A lapin error as the core's: connection and channel failures are retryable
-/// transport errors.
+/// A lapin error as the core's: a transport error, retryable unless the broker
+/// refused the operation itself (a protocol error such as `PRECONDITION_FAILED` for
+/// a declaration that does not match the existing one, or `ACCESS_REFUSED`), which
+/// trying again cannot change.
 pub(crate) fn transport_error(what: &str, e: lapin::Error) -> Error {
+    let refused = matches!(e.kind(), lapin::ErrorKind::ProtocolError(_));
     Error::new(ErrorKind::Transport, format!("RabbitMQ: {what}: {e}"))
         .with_source(e)
-        .with_retryable(true)
+        .with_retryable(!refused)
 }
 
 /// Opens connections to the URL's hosts, starting with the one that last worked.
