@@ -10,30 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use examples::{register_drivers, wait_for};
-use messaging_core::{
-    Context, Error, ErrorKind, HandlerOutcome, MessagingConfig, NotificationEndpoint,
-    NotificationListener, Target,
-};
+use examples::{load_config, register_drivers, wait_for};
+use messaging_core::{Context, HandlerOutcome, NotificationEndpoint, NotificationListener, Target};
 use serde_json::json;
 use tokio::sync::mpsc;
-
-fn load(path: &Path) -> messaging_core::Result<MessagingConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidArgument,
-            format!("cannot read {}", path.display()),
-        )
-        .with_source(e)
-    })?;
-    toml::from_str(&text).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidArgument,
-            format!("bad configuration {}", path.display()),
-        )
-        .with_source(e)
-    })
-}
 
 #[tokio::main]
 async fn main() -> messaging_core::Result<()> {
@@ -42,7 +22,7 @@ async fn main() -> messaging_core::Result<()> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("config/memory.toml"));
-    let config = load(&path)?;
+    let config = load_config(&path)?;
     println!("{}: transport {}", path.display(), config.transport_url);
     let transport = config.open_transport()?;
 

@@ -7,10 +7,12 @@
 //! cargo run -p examples --example rpc_server_client
 //! cargo run -p examples --example config_file                  # examples/config/memory.toml
 //! cargo run -p examples --example config_file -- examples/config/kafka.toml
+//! cargo run -p examples --example openstack_service            # examples/config/openstack-memory.toml
+//! cargo run -p examples --example openstack_service -- examples/config/openstack.toml
 //! ```
 //!
 //! Each runs to completion on `memory://` by default. This library holds what they
-//! share: [`wait_for`], the bounded wait on a condition.
+//! share: [`wait_for`], the bounded wait on a condition, and [`load_config`].
 
 use std::time::Duration;
 
@@ -46,6 +48,27 @@ pub async fn wait_for<T>(
         Ok(got) => Err(missing(got.len())),
         Err(_) => Err(missing(0)),
     }
+}
+
+/// Read a [`messaging_core::MessagingConfig`] from a TOML file.
+pub fn load_config(
+    path: &std::path::Path,
+) -> messaging_core::Result<messaging_core::MessagingConfig> {
+    use messaging_core::{Error, ErrorKind};
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("cannot read {}", path.display()),
+        )
+        .with_source(e)
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("bad configuration {}", path.display()),
+        )
+        .with_source(e)
+    })
 }
 
 /// Register the drivers the examples can use (`memory://`, `kafka://`, `rabbit://`).

@@ -85,3 +85,12 @@ fn bulk_send_runs() {
         "done: 0 failed deliveries left, 0 undelivered at close",
     );
 }
+
+#[test]
+fn openstack_service_runs() {
+    run(
+        "openstack_service",
+        &[],
+        "2 instances booted over RPC, 2 notifications audited",
+    );
+}

@@ -444,3 +444,41 @@ async fn rust_notifier_to_python_listener() {
     }
     transport.close(Duration::from_secs(10)).await.unwrap();
 }
+
+/// oslo's call monitor: a Python caller with `call_monitor_timeout` 2 s calls a Rust
+/// method that takes 5 s. Without heartbeats it would end in `MessagingTimeout`
+/// after about 2 s; the Rust server beats every second, so the call succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_callers_call_monitor_gets_heartbeats_from_a_rust_server() {
+    let Some((python, url)) = python_and_broker() else {
+        return;
+    };
+    let transport = rabbit_support::transport(&url, "");
+    let topic = unique("rpc-monitor");
+    let records: Records = Arc::default();
+    let server = rust_server(&transport, &topic, "s1", &records).await;
+    let requests = json!([
+        {"kind": "call", "topic": topic, "method": "sleep", "args": {"seconds": 5}, "timeout": 30, "call_monitor_timeout": 2, "context": {}},
+        {"kind": "call", "topic": topic, "method": "sleep", "args": {"seconds": 0.2}, "timeout": 30, "context": {}},
+    ]);
+    let lines = run_python_client(&python, &url, &requests).await;
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].get("error").is_none() && lines[0]["result"].is_null(),
+        "a monitored 5 s call: {}",
+        lines[0]
+    );
+    assert!(
+        lines[0]["elapsed"].as_f64().is_some_and(|t| t >= 4.5),
+        "{}",
+        lines[0]
+    );
+    // No heartbeat for a caller without a monitor (oslo's FLAW: it would crash on one).
+    assert!(
+        lines[1].get("error").is_none() && lines[1]["result"].is_null(),
+        "{}",
+        lines[1]
+    );
+    server.stop_and_wait().await.unwrap();
+    transport.close(Duration::from_secs(10)).await.unwrap();
+}

@@ -47,6 +47,10 @@ pub struct MessagingConfig {
     /// Listener settings.
     #[serde(default)]
     pub listener: ListenerConfig,
+    /// How long an RPC call waits for its reply, in seconds (oslo's `[DEFAULT]
+    /// rpc_response_timeout`; default 60); see [`MessagingConfig::rpc_client`].
+    #[serde(default)]
+    pub rpc_response_timeout: Option<f64>,
 }
 
 fn default_url() -> String {
@@ -72,6 +76,16 @@ pub struct NotificationsConfig {
     /// Context keys removed before sending (default: the usual secrets).
     #[serde(default)]
     pub secret_keys: Option<Vec<String>>,
+    /// A transport of their own for notifications (oslo's
+    /// `[oslo_messaging_notifications] transport_url`), e.g. Kafka while RPC runs on
+    /// RabbitMQ; unset: the main `transport_url`. See
+    /// [`MessagingConfig::open_notification_transport`].
+    #[serde(default)]
+    pub transport_url: Option<String>,
+    /// Driver options of that transport (its URL's query overrides them); the
+    /// top-level `[options]` belong to the main transport.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 impl Default for NotificationsConfig {
@@ -82,6 +96,8 @@ impl Default for NotificationsConfig {
             retry: None,
             routing_config: None,
             secret_keys: None,
+            transport_url: None,
+            options: BTreeMap::new(),
         }
     }
 }
@@ -135,6 +151,19 @@ fn default_concurrency() -> usize {
     DEFAULT_MAX_CONCURRENCY
 }
 
+fn open(
+    registry: &DriverRegistry,
+    url: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<Transport> {
+    let url = TransportUrl::parse(url)?;
+    let options: Vec<(String, String)> = options
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Transport::open_with(registry, &url, &options)
+}
+
 impl MessagingConfig {
     /// Open the transport with the process-wide registry; options from `options`,
     /// overridden by the URL's query.
@@ -144,13 +173,39 @@ impl MessagingConfig {
 
     /// Open the transport with a given registry.
     pub fn open_transport_with(&self, registry: &DriverRegistry) -> Result<Transport> {
-        let url = TransportUrl::parse(&self.transport_url)?;
-        let options: Vec<(String, String)> = self
-            .options
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Transport::open_with(registry, &url, &options)
+        open(registry, &self.transport_url, &self.options)
+    }
+
+    /// Open the notifications' transport with the process-wide registry:
+    /// `[notifications] transport_url` with `[notifications.options]` when set,
+    /// otherwise the main transport's URL and options (as oslo falls back to
+    /// `[DEFAULT] transport_url`).
+    pub fn open_notification_transport(&self) -> Result<Transport> {
+        self.open_notification_transport_with(DriverRegistry::global())
+    }
+
+    /// [`MessagingConfig::open_notification_transport`] with a given registry.
+    pub fn open_notification_transport_with(&self, registry: &DriverRegistry) -> Result<Transport> {
+        match &self.notifications.transport_url {
+            Some(url) => open(registry, url, &self.notifications.options),
+            None => self.open_transport_with(registry),
+        }
+    }
+
+    /// An RPC client on `transport` for `target`, with `rpc_response_timeout` as its
+    /// call timeout (60 s when unset).
+    pub fn rpc_client(
+        &self,
+        transport: &Transport,
+        target: crate::Target,
+    ) -> crate::rpc::RpcClient {
+        let client = crate::rpc::RpcClient::new(transport, target);
+        match self.rpc_response_timeout {
+            Some(secs) if secs.is_finite() && secs > 0.0 => {
+                client.with_timeout(std::time::Duration::from_secs_f64(secs))
+            }
+            _ => client,
+        }
     }
 
     /// A notifier builder configured from `[notifications]` (add the publisher id).
@@ -202,5 +257,50 @@ impl MessagingConfig {
             builder = builder.stop_timeout(std::time::Duration::from_secs_f64(t.max(0.0)));
         }
         builder
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No driver registered: opening names the scheme it looked for.
+    fn registry() -> DriverRegistry {
+        DriverRegistry::new()
+    }
+
+    #[test]
+    fn notifications_fall_back_to_the_main_transport_url_as_in_oslo() {
+        let c: MessagingConfig = toml::from_str(
+            r#"
+transport_url = "nosuch://rpc-host"
+"#,
+        )
+        .unwrap();
+        let e = c.open_notification_transport_with(&registry()).unwrap_err();
+        assert!(e.to_string().contains("\"nosuch\""), "{e}");
+    }
+
+    #[test]
+    fn notifications_have_their_own_url_and_options_when_set() {
+        let c: MessagingConfig = toml::from_str(
+            r#"
+transport_url = "nosuch://rpc-host"
+rpc_response_timeout = 7.5
+[notifications]
+transport_url = "other://kafka-host"
+[notifications.options]
+consumer_group = "g"
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.notifications.transport_url.as_deref(),
+            Some("other://kafka-host")
+        );
+        assert_eq!(c.notifications.options["consumer_group"], "g");
+        let e = c.open_notification_transport_with(&registry()).unwrap_err();
+        assert!(e.to_string().contains("\"other\""), "{e}");
+        assert_eq!(c.rpc_response_timeout, Some(7.5));
     }
 }

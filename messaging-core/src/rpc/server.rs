@@ -291,6 +291,7 @@ impl Service for ServerService {
                     self.dispatcher.clone(),
                     self.serializer.clone(),
                     self.stats.clone(),
+                    self.rpc.clone(),
                 );
                 if let Some(done) = work.start(spawned(job)) {
                     self.settle(done);
@@ -381,21 +382,27 @@ async fn handle(
     dispatcher: Arc<Dispatcher>,
     serializer: Option<Arc<dyn RpcSerializer>>,
     stats: Arc<Stats>,
+    rpc: Arc<dyn RpcDriver>,
 ) -> Done {
     let reply_to = request.reply.clone();
     let method = request.method.clone();
-    let outcome = AssertUnwindSafe(invoke(request, &dispatcher, serializer.as_deref()))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| {
-            Err(RemoteError::new(
-                "Panic",
-                format!(
-                    "{method} panicked: {}",
-                    crate::lifecycle::panic_message(panic.as_ref())
-                ),
-            ))
-        });
+    let monitor = reply_to
+        .clone()
+        .zip(request.call_monitor.and_then(heartbeat_interval));
+    let call = AssertUnwindSafe(invoke(request, &dispatcher, serializer.as_deref())).catch_unwind();
+    let outcome = match monitor {
+        None => call.await,
+        Some((to, every)) => with_heartbeats(call, &rpc, &to, every).await,
+    };
+    let outcome = outcome.unwrap_or_else(|panic| {
+        Err(RemoteError::new(
+            "Panic",
+            format!(
+                "{method} panicked: {}",
+                crate::lifecycle::panic_message(panic.as_ref())
+            ),
+        ))
+    });
     if let Err(e) = &outcome {
         stats.failed.fetch_add(1, Ordering::Relaxed);
         match &reply_to {
@@ -406,6 +413,44 @@ async fn handle(
         }
     }
     reply_for(reply_to.as_ref()?, outcome)
+}
+
+/// How often oslo's server beats for a call monitor of `timeout` seconds:
+/// `int(timeout) / 2` seconds, none under one second.
+fn heartbeat_interval(timeout: f64) -> Option<Duration> {
+    let every = timeout.floor() / 2.0;
+    (every >= 1.0).then(|| Duration::from_secs_f64(every))
+}
+
+/// Run `call`, sending `to` a heartbeat every `every` until it finishes (the caller
+/// set a call monitor; oslo resets its timer on each).
+async fn with_heartbeats<F: std::future::Future>(
+    call: F,
+    rpc: &Arc<dyn RpcDriver>,
+    to: &ReplyTo,
+    every: Duration,
+) -> F::Output {
+    tokio::pin!(call);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            out = &mut call => return out,
+            _ = tick.tick() => {
+                let unique_id = uuid::Uuid::new_v4().simple().to_string();
+                let beat = wire::encode_heartbeat(&to.msg_id, &unique_id).map(|body| RpcReply {
+                    reply_queue: to.reply_queue.clone(),
+                    body: body.into(),
+                });
+                let sent = match beat {
+                    Ok(reply) => rpc.send_replies(vec![reply]).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    tracing::debug!(error = %e, "a call-monitor heartbeat was not sent");
+                }
+            }
+        }
+    }
 }
 
 async fn invoke(
@@ -454,5 +499,19 @@ fn reply_for(to: &ReplyTo, outcome: std::result::Result<Value, RemoteError>) -> 
             tracing::error!(error = %e, "an RPC failure reply does not encode; the caller times out");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::heartbeat_interval;
+    use std::time::Duration;
+
+    #[test]
+    fn heartbeats_follow_oslo_int_timeout_over_two_and_none_under_a_second() {
+        assert_eq!(heartbeat_interval(5.9), Some(Duration::from_millis(2500)));
+        assert_eq!(heartbeat_interval(2.0), Some(Duration::from_secs(1)));
+        assert_eq!(heartbeat_interval(1.9), None);
+        assert_eq!(heartbeat_interval(0.5), None);
     }
 }

@@ -132,6 +132,9 @@ pub(crate) struct IncomingRequest {
     pub(crate) reply: Option<ReplyTo>,
     /// The sender's `_unique_id` (a string), for dropping duplicates.
     pub(crate) unique_id: Option<String>,
+    /// The caller's call monitor (`_timeout`, seconds): it wants a heartbeat while
+    /// the method runs. `None` when null, absent, not a positive number, or a cast.
+    pub(crate) call_monitor: Option<f64>,
 }
 
 /// A request that could not be decoded, and where to say so if it was a call.
@@ -190,6 +193,10 @@ pub(crate) fn decode_request(body: &[u8]) -> Result<IncomingRequest, Box<BadRequ
         args,
         namespace: take_string(&mut m, "namespace"),
         version,
+        call_monitor: m
+            .get("_timeout")
+            .and_then(Value::as_f64)
+            .filter(|t| t.is_finite() && *t > 0.0 && reply.is_some()),
         context,
         reply,
         unique_id: take_string(&mut m, "_unique_id"),
@@ -275,6 +282,18 @@ pub(crate) fn encode_reply(
         result,
         failure,
         ending: true,
+        _msg_id: msg_id,
+        _unique_id: unique_id,
+    })
+}
+
+/// Encode a heartbeat to a caller's call monitor: `result` and `failure` null,
+/// `ending: false` (oslo's caller resets its monitor's timer on it).
+pub(crate) fn encode_heartbeat(msg_id: &str, unique_id: &str) -> Result<Vec<u8>> {
+    wrap(&WireReply {
+        result: &Value::Null,
+        failure: None,
+        ending: false,
         _msg_id: msg_id,
         _unique_id: unique_id,
     })
