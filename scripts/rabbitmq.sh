@@ -15,6 +15,11 @@
 #                                                       persistent messages survive); prints the URL
 #   scripts/rabbitmq.sh status  [--name NAME]           prints the URL; exit 1 if not running
 #   scripts/rabbitmq.sh dir     [--name NAME]           prints the instance's scratch dir
+#   scripts/rabbitmq.sh tls-url [--name NAME]           prints the node's TLS URL:
+#                                                       rabbit+ssl://guest:guest@localhost:PORT/?ssl_ca_file=DIR/tls/ca.pem
+#                                                       (every node also listens with TLS, on
+#                                                       its own port, with a certificate for
+#                                                       `localhost` signed by a CA made at start)
 #   scripts/rabbitmq.sh ctl     [--name NAME] ARGS...   rabbitmqctl -n NODE --erlang-cookie COOKIE
 #                                                       ARGS (e.g. `ctl list_queues name messages`,
 #                                                       `ctl close_all_connections test`); its
@@ -118,6 +123,7 @@ f_node="$dir/node.name"
 f_amqp="$dir/amqp.port"
 f_dist="$dir/dist.port"
 f_epmd="$dir/epmd.port"
+f_tls="$dir/tls.port"
 f_pid="$dir/node.pid"
 f_beam="$dir/beam.pid"
 f_epmd_pid="$dir/epmd.pid"
@@ -230,6 +236,38 @@ show_logs() {
 }
 
 url() { echo "rabbit://guest:guest@$host:$(cat "$f_amqp")/"; }
+
+tls_url() { echo "rabbit+ssl://guest:guest@localhost:$(cat "$f_tls")/?ssl_ca_file=$dir/tls/ca.pem"; }
+
+# A CA and a server certificate for `localhost` only (so a client that checks host names
+# refuses it as 127.0.0.1), for the TLS listener.
+make_certs() {
+    local tls="$dir/tls"
+    mkdir -p "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=messaging test CA" \
+        -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1 || die "openssl: cannot make the test CA"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$tls/server.key" -out "$tls/server.csr" >/dev/null 2>&1 || die "openssl: cannot make the server key"
+    printf 'subjectAltName=DNS:localhost\n' >"$tls/san.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 2 -extfile "$tls/san.ext" -out "$tls/server.pem" >/dev/null 2>&1 \
+        || die "openssl: cannot sign the server certificate"
+    chmod 644 "$tls"/*
+}
+
+# The TLS listener's part of rabbitmq.conf (rewritten for each port attempt).
+write_tls_config() {
+    sed -i '/^# TLS listener/,$d' "$dir/rabbitmq.conf"
+    {
+        echo "# TLS listener (scripts/rabbitmq.sh tls-url); clients are not asked for certificates."
+        echo "listeners.ssl.default = $(cat "$f_tls")"
+        echo "ssl_options.cacertfile = $dir/tls/ca.pem"
+        echo "ssl_options.certfile = $dir/tls/server.pem"
+        echo "ssl_options.keyfile = $dir/tls/server.key"
+        echo "ssl_options.verify = verify_none"
+        echo "ssl_options.fail_if_no_peer_cert = false"
+    } >>"$dir/rabbitmq.conf"
+}
 
 node_env() { # sets the environment for rabbitmq-server / rabbitmqctl
     export ERL_EPMD_PORT=$(cat "$f_epmd")
@@ -349,6 +387,7 @@ loopback_users.guest = true
 disk_free_limit.absolute = 1MB
 vm_memory_high_watermark.relative = 0.8
 EOF
+    make_certs
     ensure_cookie
     for attempt in 1 2 3; do
         port=${RABBITMQ_PORT:-$(free_port)}
@@ -356,6 +395,8 @@ EOF
         free_port >"$f_dist"
         free_port >"$f_epmd"
         echo "rabbit-${name//./_}-$port@localhost" >"$f_node"
+        free_port >"$f_tls"
+        write_tls_config
         if launch "$server"; then
             url
             return 0
@@ -446,7 +487,8 @@ case $cmd in
     restart) do_restart ;;
     status) do_status ;;
     dir) echo "$dir" ;;
+    tls-url) running || die "instance '$name' is not running"; tls_url ;;
     ctl) do_ctl ;;
     -h|--help|help) usage ;;
-    *) die "unknown command '$cmd' (start|stop|restart|status|dir|ctl)" ;;
+    *) die "unknown command '$cmd' (start|stop|restart|status|dir|tls-url|ctl)" ;;
 esac
