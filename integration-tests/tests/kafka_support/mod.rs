@@ -84,102 +84,44 @@ pub fn transport(servers: &str, extra: &str) -> Transport {
     Transport::open_with(&registry, &url, &[]).expect("kafka transport opens")
 }
 
+#[path = "../docker_support/mod.rs"]
+mod docker_support;
+
 mod docker {
-    use std::io::{Read, Write};
-    use std::os::unix::net::UnixStream;
     use std::time::Duration;
 
     use testcontainers::core::{IntoContainerPort, WaitFor};
-    use testcontainers::runners::AsyncRunner;
     use testcontainers::{GenericImage, ImageExt};
 
-    fn socket_path() -> String {
-        std::env::var("DOCKER_HOST")
-            .ok()
-            .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
-            .unwrap_or_else(|| "/var/run/docker.sock".to_owned())
-    }
-
-    /// Whether a Docker daemon answers `GET /_ping` on its Unix socket.
-    pub fn daemon_answers() -> bool {
-        let Ok(mut s) = UnixStream::connect(socket_path()) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut reply = String::new();
-        let _ = s.read_to_string(&mut reply);
-        reply.starts_with("HTTP/1.") && reply.contains(" 200 ")
-    }
-
-    fn free_port() -> std::io::Result<u16> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port())
-    }
+    pub use super::docker_support::daemon_answers;
+    use super::docker_support::{free_port, keep_running};
 
     /// Start a single-node KRaft `apache/kafka` on a fixed host port (advertised as
-    /// such). The container lives as long as this test process; a runtime on its own
-    /// thread keeps it.
+    /// such), kept for the whole test process.
     pub fn start_kafka() -> Result<String, String> {
         let port = free_port().map_err(|e| e.to_string())?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("kafka-testcontainer".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let started = GenericImage::new("apache/kafka", "3.9.0")
-                        .with_wait_for(WaitFor::message_on_stdout("Kafka Server started"))
-                        .with_mapped_port(port, 9092.tcp())
-                        .with_env_var("KAFKA_NODE_ID", "1")
-                        .with_env_var("KAFKA_PROCESS_ROLES", "broker,controller")
-                        .with_env_var("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
-                        .with_env_var(
-                            "KAFKA_ADVERTISED_LISTENERS",
-                            format!("PLAINTEXT://127.0.0.1:{port}"),
-                        )
-                        .with_env_var("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
-                        .with_env_var(
-                            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
-                            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                        )
-                        .with_env_var("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
-                        .with_env_var("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
-                        .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
-                        .with_env_var("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
-                        .with_env_var("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
-                        .with_startup_timeout(Duration::from_secs(180))
-                        .start()
-                        .await;
-                    match started {
-                        Ok(container) => {
-                            let _ = tx.send(Ok(format!("127.0.0.1:{port}")));
-                            // Keep the container (and this runtime) for the whole run.
-                            let _keep = container;
-                            std::future::pending::<()>().await;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
-                        }
-                    }
-                });
-            })
-            .map_err(|e| e.to_string())?;
-        rx.recv().map_err(|e| e.to_string())?
+        let request = GenericImage::new("apache/kafka", "3.9.0")
+            .with_wait_for(WaitFor::message_on_stdout("Kafka Server started"))
+            .with_mapped_port(port, 9092.tcp())
+            .with_env_var("KAFKA_NODE_ID", "1")
+            .with_env_var("KAFKA_PROCESS_ROLES", "broker,controller")
+            .with_env_var("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
+            .with_env_var(
+                "KAFKA_ADVERTISED_LISTENERS",
+                format!("PLAINTEXT://127.0.0.1:{port}"),
+            )
+            .with_env_var("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+            .with_env_var(
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            )
+            .with_env_var("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+            .with_env_var("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+            .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+            .with_env_var("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+            .with_env_var("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+            .with_startup_timeout(Duration::from_secs(180));
+        keep_running("kafka", request)?;
+        Ok(format!("127.0.0.1:{port}"))
     }
 }

@@ -1,9 +1,10 @@
 //! Finding a RabbitMQ broker for the RabbitMQ tests, and opening transports on it.
 //!
-//! `RABBITMQ_URL` (e.g. `rabbit://guest:guest@127.0.0.1:PORT/`, printed by
-//! `scripts/rabbitmq.sh start`, which the README's test command runs); without it,
-//! with `MESSAGING_REQUIRE_BROKER=1`, a failure saying what to set; otherwise the
-//! tests are skipped with a printed note.
+//! In order: `RABBITMQ_URL` (e.g. `rabbit://guest:guest@127.0.0.1:PORT/`, printed by
+//! `scripts/rabbitmq.sh start`, which the README's test command runs); else a
+//! throw-away `rabbitmq:3.10` container through testcontainers when a Docker daemon
+//! answers; else, with `MESSAGING_REQUIRE_BROKER=1`, a failure saying what to set;
+//! otherwise the tests are skipped with a printed note.
 
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
@@ -27,6 +28,15 @@ pub fn broker_url() -> Option<String> {
                 return Some(url.trim().to_owned());
             }
         }
+        if docker_support::daemon_answers() {
+            match start_rabbitmq() {
+                Ok(url) => return Some(url),
+                Err(e) if broker_required() => {
+                    panic!("MESSAGING_REQUIRE_BROKER=1: could not start RabbitMQ in Docker: {e}")
+                }
+                Err(e) => eprintln!("RabbitMQ tests: could not start RabbitMQ in Docker: {e}"),
+            }
+        }
         if broker_required() {
             panic!(
                 "MESSAGING_REQUIRE_BROKER=1 but no RabbitMQ: set RABBITMQ_URL=rabbit://guest:guest@HOST:PORT/ \
@@ -39,6 +49,23 @@ pub fn broker_url() -> Option<String> {
         None
     })
     .clone()
+}
+
+#[path = "../docker_support/mod.rs"]
+mod docker_support;
+
+/// A `rabbitmq:3.10` container on a free host port, kept for the whole test process.
+fn start_rabbitmq() -> Result<String, String> {
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::{GenericImage, ImageExt};
+    let port = docker_support::free_port().map_err(|e| e.to_string())?;
+    let request = GenericImage::new("rabbitmq", "3.10")
+        .with_wait_for(WaitFor::message_on_stdout("Server startup complete"))
+        .with_mapped_port(port, 5672.tcp())
+        .with_startup_timeout(std::time::Duration::from_secs(180));
+    docker_support::keep_running("rabbitmq", request)?;
+    // guest may log in from anywhere in the official image.
+    Ok(format!("rabbit://guest:guest@127.0.0.1:{port}/"))
 }
 
 /// The broker URL with `query` (`k=v&k2=v2`, may be empty) added.
