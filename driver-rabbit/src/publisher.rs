@@ -2,7 +2,7 @@
 //! notifications, requests and replies (reconnected on the next send after a loss).
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -52,11 +52,24 @@ fn properties(expiration: Option<Duration>) -> BasicProperties {
     }
 }
 
+/// What this connection declared; shared with the confirms, so that a returned
+/// message forgets its declaration (someone deleted the queue) and its resend
+/// declares it again.
+type Declared = Arc<Mutex<HashSet<Needs>>>;
+
 #[derive(Debug)]
 struct Link {
     connection: Connection,
     channel: Channel,
-    declared: HashSet<Needs>,
+    declared: Declared,
+}
+
+/// A message handed to the broker: its confirm still to come.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    confirm: PublisherConfirm,
+    needs: Needs,
+    declared: Declared,
 }
 
 /// The driver's publishing connection.
@@ -83,7 +96,7 @@ impl Publisher {
         Ok(Link {
             connection,
             channel,
-            declared: HashSet::new(),
+            declared: Declared::default(),
         })
     }
 
@@ -91,7 +104,7 @@ impl Publisher {
     /// confirm still to come, or why it was not sent. After a failure to send, the
     /// connection is dropped (the next call opens another) and the rest of the batch
     /// is refused with the same retryable error: nothing of it was sent.
-    pub(crate) async fn publish(&self, batch: &[Publication<'_>]) -> Vec<Result<PublisherConfirm>> {
+    pub(crate) async fn publish(&self, batch: &[Publication<'_>]) -> Vec<Result<Sent>> {
         let mut guard = self.link.lock().await;
         if guard
             .as_ref()
@@ -132,7 +145,7 @@ impl Publisher {
     }
 }
 
-fn refuse_all(n: usize, e: &Error) -> Vec<Result<PublisherConfirm>> {
+fn refuse_all(n: usize, e: &Error) -> Vec<Result<Sent>> {
     (0..n)
         .map(|_| Err(Error::new(e.kind().clone(), e.message()).with_retryable(e.is_retryable())))
         .collect()
@@ -142,8 +155,14 @@ async fn publish_one(
     connector: &Connector,
     link: &mut Link,
     p: &Publication<'_>,
-) -> Result<PublisherConfirm> {
-    if p.needs != Needs::Nothing && !link.declared.contains(&p.needs) {
+) -> Result<Sent> {
+    let known = |declared: &Declared| {
+        declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&p.needs)
+    };
+    if p.needs != Needs::Nothing && !known(&link.declared) {
         let t = Topology {
             config: &connector.config,
             channel: &link.channel,
@@ -156,9 +175,13 @@ async fn publish_one(
             }
             Needs::FanoutExchange(x) => t.fanout_exchange(x).await?,
         }
-        link.declared.insert(p.needs.clone());
+        link.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.needs.clone());
     }
-    link.channel
+    let confirm = link
+        .channel
         .basic_publish(
             p.exchange.into(),
             p.routing_key.into(),
@@ -170,23 +193,43 @@ async fn publish_one(
             properties(p.expiration),
         )
         .await
-        .map_err(|e| transport_error("cannot publish", e))
+        .map_err(|e| transport_error("cannot publish", e))?;
+    Ok(Sent {
+        confirm,
+        needs: p.needs.clone(),
+        declared: link.declared.clone(),
+    })
 }
 
 /// How a confirm ended, in the core's terms: a return (no queue took it) or a nack
 /// is a known failure; a lost connection before the confirm may or may not have
 /// left the message with the broker.
-pub(crate) async fn confirmed(confirm: PublisherConfirm, what: &str) -> Result<()> {
-    match confirm.await {
+///
+/// A returned message whose queue this connection had declared (a notification, a
+/// request) means someone deleted the queue: the declaration is forgotten and the
+/// failure is retryable, so the core's resend declares the queue again (nothing was
+/// queued, so a resend cannot duplicate). A returned reply is not retryable: its
+/// caller's queue is gone.
+pub(crate) async fn confirmed(sent: Sent, what: &str) -> Result<()> {
+    match sent.confirm.await {
         Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
-        Ok(Confirmation::Ack(Some(returned))) => Err(Error::new(
-            ErrorKind::DeliveryFailed,
-            format!(
-                "RabbitMQ returned {what}: no queue is bound for it ({} {})",
-                returned.reply_code, returned.reply_text
-            ),
-        )
-        .with_retryable(false)),
+        Ok(Confirmation::Ack(Some(returned))) => {
+            let redeclare = sent.needs != Needs::Nothing;
+            if redeclare {
+                sent.declared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&sent.needs);
+            }
+            Err(Error::new(
+                ErrorKind::DeliveryFailed,
+                format!(
+                    "RabbitMQ returned {what}: no queue is bound for it ({} {})",
+                    returned.reply_code, returned.reply_text
+                ),
+            )
+            .with_retryable(redeclare))
+        }
         Ok(Confirmation::Nack(_)) => Err(Error::new(
             ErrorKind::DeliveryFailed,
             format!("RabbitMQ refused {what} (nack)"),

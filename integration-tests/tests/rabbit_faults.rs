@@ -175,3 +175,30 @@ async fn a_broker_killed_and_restarted_loses_no_confirmed_notification() {
     l.stop_and_wait().await.unwrap();
     t.close(Duration::from_secs(10)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_deleted_by_an_operator_is_declared_again_by_listener_and_notifier() {
+    let Some(node) = node() else { return };
+    let _turn = TURN.lock().await;
+    let t = transport(&node);
+    let topic = unique("fault-deleted");
+    let c = Collector::new();
+    let l = listener(&t, &topic, &c).await;
+    let n = notifier(&t, &topic);
+    send_confirmed(&n, 0..20).await;
+    assert_eq!(c.wait_for(20, Duration::from_secs(20)).await, 20);
+    // The broker cancels the listener's consumer; the notifier's declaration is stale.
+    node.run(&["ctl", "delete_queue", &format!("{topic}.info")]).await;
+    // Each send is confirmed: a returned one is declared again and resent.
+    send_confirmed(&n, 20..40).await;
+    integration_tests::support::eventually(Duration::from_secs(30), || counts(&c).len() == 40)
+        .await;
+    let got = counts(&c);
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        (0..40).collect::<Vec<_>>(),
+        "what was sent after the deletion arrives"
+    );
+    l.stop_and_wait().await.unwrap();
+    t.close(Duration::from_secs(10)).await.unwrap();
+}
