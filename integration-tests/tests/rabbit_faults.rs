@@ -10,16 +10,18 @@
 //! some disturb the node, some count its queues. The processes killed are this test
 //! binary run again as one of the ignored `child_*` tests (as `kafka_faults.rs` does).
 
+mod interop_support;
 mod rabbit_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration_tests::support::{eventually, index_of, unique, Collector};
+use interop_support::Scratch;
 use messaging_core::rpc::demo::demo_endpoint;
 use messaging_core::rpc::{RemoteError, RpcClient, RpcEndpoint, RpcServer};
 use messaging_core::{
@@ -256,29 +258,6 @@ impl ChildLog {
     }
 }
 
-/// A scratch directory for a child's log, removed when dropped unless the test failed.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(what: &str) -> Self {
-        let dir = std::env::temp_dir().join(unique(what));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn log(&self) -> PathBuf {
-        self.0.join("child.log")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 fn log_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -357,8 +336,8 @@ async fn a_killed_listener_hands_what_it_had_not_acknowledged_to_its_pool() {
     let url = rabbit_support::url_with(&node.url, DURABLE);
     let topic = unique("fault-killed-listener");
     let pool = unique("fault-pool");
-    let scratch = Scratch::new("rabbit-victim");
-    let log = scratch.log();
+    let scratch = Scratch::new();
+    let log = scratch.path("child.log");
     let mut victim = spawn_child(
         "child_holding_listener",
         &json!({"role": "holding-listener", "url": url, "topic": topic, "pool": pool,
@@ -479,8 +458,8 @@ async fn an_rpc_server_killed_mid_call_leaves_the_caller_a_timeout() {
     };
     let _turn = TURN.lock().await;
     let topic = unique("fault-killed-server");
-    let scratch = Scratch::new("rabbit-doomed");
-    let log = scratch.log();
+    let scratch = Scratch::new();
+    let log = scratch.path("child.log");
     let mut doomed = spawn_child(
         "child_sleepy_rpc_server",
         &json!({"role": "sleepy-rpc-server", "url": url, "topic": topic, "log": log}),
@@ -573,8 +552,8 @@ async fn reply_and_fanout_queues_expire_after_their_consumer_is_killed() {
         .into_keys()
         .filter(|q| q.starts_with("reply_"))
         .collect();
-    let scratch = Scratch::new("rabbit-expiry");
-    let log = scratch.log();
+    let scratch = Scratch::new();
+    let log = scratch.path("child.log");
     let url = rabbit_support::url_with(&node.url, "rabbit_transient_queues_ttl=2");
     let mut child = spawn_child(
         "child_rpc_server_and_client",
@@ -609,8 +588,10 @@ async fn reply_and_fanout_queues_expire_after_their_consumer_is_killed() {
         );
     }
     let ours: BTreeSet<String> = ours.into_iter().map(|(q, _)| q.clone()).collect();
-    child.kill().await.expect("kill -9 the child");
+    // Taken before the kill: the broker's 2 s start when it sees the consumers go,
+    // after this.
     let killed = Instant::now();
+    child.kill().await.expect("kill -9 the child");
     // They outlive their consumer (not exclusive, not auto-delete) until the TTL.
     let mut first_gone = None;
     while killed.elapsed() < Duration::from_secs(15) {
