@@ -151,11 +151,7 @@ fn refuse_all(n: usize, e: &Error) -> Vec<Result<Sent>> {
         .collect()
 }
 
-async fn publish_one(
-    connector: &Connector,
-    link: &mut Link,
-    p: &Publication<'_>,
-) -> Result<Sent> {
+async fn publish_one(connector: &Connector, link: &mut Link, p: &Publication<'_>) -> Result<Sent> {
     let known = |declared: &Declared| {
         declared
             .lock()

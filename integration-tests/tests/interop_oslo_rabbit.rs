@@ -482,3 +482,116 @@ async fn a_python_callers_call_monitor_gets_heartbeats_from_a_rust_server() {
     server.stop_and_wait().await.unwrap();
     transport.close(Duration::from_secs(10)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_rust_servers_share_one_clients_calls() {
+    let Some((python, url)) = python_and_broker() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let ready = scratch.path("ready");
+    let topic = unique("rpc-shared-topic");
+    let py = python_command(&python, "oslo_rpc_server.py")
+        .args([
+            "--url",
+            &url,
+            "--topic",
+            &topic,
+            "--server",
+            "p1",
+            "--ready-file",
+        ])
+        .arg(&ready)
+        .spawn()
+        .expect("the Python server starts");
+    assert!(
+        wait_for_file(&ready, Duration::from_secs(60)).await,
+        "the Python server did not get ready"
+    );
+    let transport = rabbit_support::transport(&url, "");
+    // The Rust server's echo answers like the Python one: the arguments and its name.
+    let served_by_rust: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let echo = {
+        let served = served_by_rust.clone();
+        RpcEndpoint::new().method("echo", move |_ctx: Context, args: Value| {
+            let served = served.clone();
+            async move {
+                served
+                    .lock()
+                    .unwrap()
+                    .push(args["n"].as_i64().unwrap_or(-1));
+                Ok::<_, RemoteError>(json!({"args": args, "server": "r1"}))
+            }
+        })
+    };
+    let rust = RpcServer::builder(&transport, Target::new(&topic).with_server("r1"))
+        .endpoint(echo)
+        .build()
+        .unwrap();
+    rust.start().await.unwrap();
+    const CALLS: i64 = 20;
+    let client =
+        RpcClient::new(&transport, Target::new(&topic)).with_timeout(Duration::from_secs(20));
+    let mut answered_by = BTreeMap::new();
+    for n in 0..CALLS {
+        let result = client
+            .call_json(&Context::new(), "echo", json!({"n": n}))
+            .await
+            .unwrap_or_else(|e| panic!("call {n}: {e}"));
+        assert_eq!(result["args"], json!({"n": n}), "call {n}: {result}");
+        let server = result["server"].as_str().unwrap_or_default().to_owned();
+        answered_by.insert(n, server);
+    }
+    rust.stop_and_wait().await.unwrap();
+    transport.close(Duration::from_secs(10)).await.unwrap();
+    // A clean stop (SIGTERM), then its output.
+    let pid = py.id().expect("the Python server runs").to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::time::timeout(Duration::from_secs(30), py.wait_with_output())
+        .await
+        .expect("the Python server stops on SIGTERM")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "oslo_rpc_server.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let served_by_python: Vec<i64> = json_lines(&out.stdout, "oslo_rpc_server.py")
+        .iter()
+        .filter(|l| l["served"] == "echo")
+        .map(|l| l["args"]["n"].as_i64().unwrap_or(-1))
+        .collect();
+    let served_by_rust = served_by_rust.lock().unwrap().clone();
+    eprintln!(
+        "{CALLS} calls: {} served by Python, {} by Rust",
+        served_by_python.len(),
+        served_by_rust.len()
+    );
+    // Every call served exactly once, by the server that answered it.
+    let mut served: Vec<i64> = served_by_python
+        .iter()
+        .chain(&served_by_rust)
+        .copied()
+        .collect();
+    served.sort_unstable();
+    assert_eq!(
+        served,
+        (0..CALLS).collect::<Vec<_>>(),
+        "each call served once"
+    );
+    for n in &served_by_python {
+        assert_eq!(answered_by[n], "p1", "call {n}");
+    }
+    for n in &served_by_rust {
+        assert_eq!(answered_by[n], "r1", "call {n}");
+    }
+    assert!(
+        !served_by_python.is_empty() && !served_by_rust.is_empty(),
+        "both servers take some calls: Python {served_by_python:?}, Rust {served_by_rust:?}"
+    );
+}
