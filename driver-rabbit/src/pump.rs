@@ -180,12 +180,17 @@ impl Drop for Inbox {
     }
 }
 
+/// One consumer's deliveries, then `None` once the consumer ends (the broker
+/// cancelled it, e.g. because its queue was deleted).
+type Deliveries =
+    futures::stream::BoxStream<'static, Option<lapin::Result<lapin::message::Delivery>>>;
+
 /// A live connection consuming the plan's queues.
 struct Consumer {
     connection: Connection,
     channel: Channel,
     tags: Vec<String>,
-    stream: futures::stream::SelectAll<lapin::Consumer>,
+    stream: futures::stream::SelectAll<Deliveries>,
 }
 
 impl Consumer {
@@ -216,7 +221,8 @@ impl Consumer {
                 .await
                 .map_err(|e| transport_error(&format!("cannot consume {queue}"), e))?;
             tags.push(tag);
-            consumers.push(consumer);
+            let ended = futures::stream::once(async { None });
+            consumers.push(consumer.map(Some).chain(ended).boxed());
         }
         Ok(Consumer {
             connection,
@@ -312,7 +318,7 @@ async fn run(
                 next = consumer.stream.next() => next,
             };
             match next {
-                Some(Ok(d)) => {
+                Some(Some(Ok(d))) => {
                     let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
                     ackers
                         .lock()
@@ -328,14 +334,16 @@ async fn run(
                         return;
                     }
                 }
-                Some(Err(e)) => {
+                Some(Some(Err(e))) => {
                     tracing::warn!(purpose = plan.purpose, error = %e, "RabbitMQ consumer lost its connection; reconnecting");
                     break;
                 }
-                None => {
+                // One of the queues' consumers ended: consume them all again, from a
+                // new connection, after declaring them again.
+                Some(None) | None => {
                     tracing::warn!(
                         purpose = plan.purpose,
-                        "RabbitMQ cancelled the consumer; reconnecting"
+                        "RabbitMQ cancelled a consumer (its queue was deleted?); reconnecting"
                     );
                     break;
                 }

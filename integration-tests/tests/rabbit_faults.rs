@@ -40,6 +40,7 @@ struct Node {
 }
 
 fn node() -> Option<Node> {
+    rabbit_support::init_tracing();
     let url = rabbit_support::broker_url()?;
     match (
         std::env::var("MESSAGING_RABBIT_SCRIPT"),
