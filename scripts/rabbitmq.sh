@@ -487,7 +487,10 @@ case $cmd in
     restart) do_restart ;;
     status) do_status ;;
     dir) echo "$dir" ;;
-    tls-url) running || die "instance '$name' is not running"; tls_url ;;
+    tls-url)
+        running || die "instance '$name' is not running"
+        [[ -f $f_tls ]] || die "instance '$name' has no TLS listener (started by an older rabbitmq.sh): stop and start it"
+        tls_url ;;
     ctl) do_ctl ;;
     -h|--help|help) usage ;;
     *) die "unknown command '$cmd' (start|stop|restart|status|dir|tls-url|ctl)" ;;
