@@ -17,9 +17,11 @@
 #   scripts/rabbitmq.sh dir     [--name NAME]           prints the instance's scratch dir
 #   scripts/rabbitmq.sh tls-url [--name NAME]           prints the node's TLS URL:
 #                                                       rabbit+ssl://guest:guest@localhost:PORT/?ssl_ca_file=DIR/tls/ca.pem
+#                                                       &ssl_cert_file=DIR/tls/client.pem&ssl_key_file=DIR/tls/client.key
 #                                                       (every node also listens with TLS, on
 #                                                       its own port, with a certificate for
-#                                                       `localhost` signed by a CA made at start)
+#                                                       `localhost` signed by a CA made at start,
+#                                                       and asks clients for a certificate of it)
 #   scripts/rabbitmq.sh ctl     [--name NAME] ARGS...   rabbitmqctl -n NODE --erlang-cookie COOKIE
 #                                                       ARGS (e.g. `ctl list_queues name messages`,
 #                                                       `ctl close_all_connections test`); its
@@ -237,7 +239,10 @@ show_logs() {
 
 url() { echo "rabbit://guest:guest@$host:$(cat "$f_amqp")/"; }
 
-tls_url() { echo "rabbit+ssl://guest:guest@localhost:$(cat "$f_tls")/?ssl_ca_file=$dir/tls/ca.pem"; }
+tls_url() {
+    local t="$dir/tls"
+    echo "rabbit+ssl://guest:guest@localhost:$(cat "$f_tls")/?ssl_ca_file=$t/ca.pem&ssl_cert_file=$t/client.pem&ssl_key_file=$t/client.key"
+}
 
 # A CA and a server certificate for `localhost` only (so a client that checks host names
 # refuses it as 127.0.0.1), for the TLS listener.
@@ -252,6 +257,12 @@ make_certs() {
     openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
         -CAcreateserial -days 2 -extfile "$tls/san.ext" -out "$tls/server.pem" >/dev/null 2>&1 \
         || die "openssl: cannot sign the server certificate"
+    # The client certificate the TLS listener asks for.
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=messaging test client" \
+        -keyout "$tls/client.key" -out "$tls/client.csr" >/dev/null 2>&1 || die "openssl: cannot make the client key"
+    openssl x509 -req -in "$tls/client.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 2 -out "$tls/client.pem" >/dev/null 2>&1 \
+        || die "openssl: cannot sign the client certificate"
     chmod 644 "$tls"/*
 }
 
@@ -259,13 +270,13 @@ make_certs() {
 write_tls_config() {
     sed -i '/^# TLS listener/,$d' "$dir/rabbitmq.conf"
     {
-        echo "# TLS listener (scripts/rabbitmq.sh tls-url); clients are not asked for certificates."
+        echo "# TLS listener (scripts/rabbitmq.sh tls-url); clients must show a certificate of the CA."
         echo "listeners.ssl.default = $(cat "$f_tls")"
         echo "ssl_options.cacertfile = $dir/tls/ca.pem"
         echo "ssl_options.certfile = $dir/tls/server.pem"
         echo "ssl_options.keyfile = $dir/tls/server.key"
-        echo "ssl_options.verify = verify_none"
-        echo "ssl_options.fail_if_no_peer_cert = false"
+        echo "ssl_options.verify = verify_peer"
+        echo "ssl_options.fail_if_no_peer_cert = true"
     } >>"$dir/rabbitmq.conf"
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::tcp::OwnedTLSConfig;
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{FieldTable, LongString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use messaging_core::{Error, ErrorKind, Result};
@@ -29,23 +29,29 @@ pub(crate) struct Connector {
     pub(crate) config: Arc<RabbitConfig>,
     next: AtomicUsize,
     tls: Option<String>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Connector {
     pub(crate) fn new(config: Arc<RabbitConfig>) -> Result<Self> {
+        let read = |option: &str, path: &str| {
+            std::fs::read(path).map_err(|e| {
+                Error::invalid_option(option, format!("cannot read {option} {path}: {e}"))
+            })
+        };
         let tls = match &config.ca_file {
             None => None,
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                Error::invalid_option(
-                    "ssl_ca_file",
-                    format!("cannot read ssl_ca_file {path}: {e}"),
-                )
-            })?),
+            Some(path) => Some(String::from_utf8_lossy(&read("ssl_ca_file", path)?).into_owned()),
+        };
+        let identity = match &config.client_cert {
+            None => None,
+            Some((cert, key)) => Some((read("ssl_cert_file", cert)?, read("ssl_key_file", key)?)),
         };
         Ok(Connector {
             config,
             next: AtomicUsize::new(0),
             tls,
+            identity,
         })
     }
 
@@ -62,7 +68,13 @@ impl Connector {
             let props = ConnectionProperties::default()
                 .with_connection_name(LongString::from(connection_name(purpose)));
             let tls = OwnedTLSConfig {
-                identity: None,
+                identity: self
+                    .identity
+                    .as_ref()
+                    .map(|(pem, key)| OwnedIdentity::PKCS8 {
+                        pem: pem.clone(),
+                        key: key.clone(),
+                    }),
                 cert_chain: self.tls.clone(),
             };
             let runtime = lapin::runtime::default_runtime()

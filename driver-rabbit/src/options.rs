@@ -157,6 +157,18 @@ pub(crate) const OPTIONS: &[OptionSpec] = &[
         "PEM file of the CAs that sign the broker's certificate (default: the system's)",
     ),
     spec(
+        "ssl_cert_file",
+        OptionKind::Text,
+        None,
+        "PEM file of the client certificate (with ssl_key_file), for brokers that ask for one",
+    ),
+    spec(
+        "ssl_key_file",
+        OptionKind::Text,
+        None,
+        "PEM file of the client certificate's private key (with ssl_cert_file)",
+    ),
+    spec(
         "connection_timeout",
         OptionKind::Seconds,
         Some("10"),
@@ -254,6 +266,8 @@ pub(crate) struct RabbitConfig {
     pub(crate) prefetch: u16,
     pub(crate) reconnect: ReconnectWaits,
     pub(crate) ca_file: Option<String>,
+    /// The client certificate and its key (PEM files), when the broker asks for one.
+    pub(crate) client_cert: Option<(String, String)>,
     pub(crate) max_record_bytes: Option<usize>,
 }
 
@@ -355,6 +369,16 @@ impl RabbitConfig {
                 delay: secs(o, "kombu_reconnect_delay"),
             },
             ca_file: o.get("ssl_ca_file").map(str::to_owned),
+            client_cert: match (o.get("ssl_cert_file"), o.get("ssl_key_file")) {
+                (Some(cert), Some(key)) => Some((cert.to_owned(), key.to_owned())),
+                (None, None) => None,
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(Error::invalid_option(
+                        "ssl_cert_file",
+                        "ssl_cert_file and ssl_key_file go together: set both or neither",
+                    ))
+                }
+            },
             max_record_bytes: match limit("max_record_bytes") {
                 0 => None,
                 n => usize::try_from(n).ok(),
@@ -456,6 +480,17 @@ mod tests {
             assert_eq!(c.uris[0].scheme, AMQPScheme::AMQPS, "{url}");
             assert_eq!(c.uris[0].authority.port, 5672, "{url}");
         }
+    }
+
+    #[test]
+    fn a_client_certificate_needs_both_files() {
+        let c = config("rabbit+ssl://h?ssl_cert_file=/c.pem&ssl_key_file=/k.pem").unwrap();
+        assert_eq!(
+            c.client_cert,
+            Some(("/c.pem".to_owned(), "/k.pem".to_owned()))
+        );
+        let e = config("rabbit+ssl://h?ssl_cert_file=/c.pem").unwrap_err();
+        assert!(e.to_string().contains("ssl_key_file"), "{e}");
     }
 
     #[test]

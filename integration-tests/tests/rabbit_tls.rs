@@ -1,6 +1,7 @@
 //! TLS to a real RabbitMQ: notifications and an RPC call over `rabbit+ssl://` with the
-//! broker's CA, and the two refusals that make TLS worth having: a certificate signed
-//! by a CA the client does not trust, and a certificate for another host name.
+//! broker's CA and a client certificate, and the refusals that make TLS worth having:
+//! a certificate signed by a CA the client does not trust, a certificate for another
+//! host name, and (by the broker) a client without a certificate.
 //!
 //! The node's TLS listener comes from `scripts/rabbitmq.sh` (every node has one, with a
 //! certificate for `localhost` only); its URL from `$MESSAGING_RABBIT_SCRIPT tls-url
@@ -44,9 +45,16 @@ fn tls_url() -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// `url` with its query's `ssl_ca_file` removed (the system's CAs then apply).
-fn without_ca(url: &str) -> String {
-    url.split('?').next().unwrap_or(url).to_owned()
+/// `url` without the query option `key` (`ssl_ca_file`: the system's CAs apply).
+fn without(url: &str, key: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.starts_with(&format!("{key}=")))
+        .collect();
+    format!("{base}?{}", kept.join("&"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +127,7 @@ async fn send_one(t: &Transport) -> messaging_core::Error {
 async fn a_certificate_from_an_untrusted_ca_is_refused() {
     let Some(url) = tls_url() else { return };
     // Without ssl_ca_file the system's CAs apply, and they never signed the test CA.
-    let t = rabbit_support::transport(&without_ca(&url), "");
+    let t = rabbit_support::transport(&without(&url, "ssl_ca_file"), "");
     let err = send_one(&t).await;
     let text = format!("{err:?}").to_lowercase();
     assert!(
@@ -138,6 +146,23 @@ async fn a_certificate_for_another_host_name_is_refused() {
     let text = format!("{err:?}").to_lowercase();
     assert!(
         text.contains("certificate") || text.contains("hostname") || text.contains("ssl"),
+        "the error says why: {err:?}"
+    );
+    t.close(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_refuses_a_client_without_a_certificate() {
+    let Some(url) = tls_url() else { return };
+    let bare = without(&without(&url, "ssl_cert_file"), "ssl_key_file");
+    let t = rabbit_support::transport(&bare, "");
+    let err = send_one(&t).await;
+    let text = format!("{err:?}").to_lowercase();
+    assert!(
+        text.contains("certificate")
+            || text.contains("ssl")
+            || text.contains("handshake")
+            || text.contains("alert"),
         "the error says why: {err:?}"
     );
     t.close(Duration::from_secs(5)).await.unwrap();
