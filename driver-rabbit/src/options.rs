@@ -175,6 +175,12 @@ pub(crate) const OPTIONS: &[OptionSpec] = &[
         "how long one connection attempt to one host may take, in seconds",
     ),
     spec(
+        "kombu_compression",
+        OptionKind::Choice(&["gzip"]),
+        None,
+        "compress bodies as kombu does for gzip (zlib, header compression: application/x-gzip); received bodies are decompressed by their header either way",
+    ),
+    spec(
         "max_record_bytes",
         int(0, 2_147_483_647),
         Some("134217728"),
@@ -269,6 +275,8 @@ pub(crate) struct RabbitConfig {
     /// The client certificate and its key (PEM files), when the broker asks for one.
     pub(crate) client_cert: Option<(String, String)>,
     pub(crate) max_record_bytes: Option<usize>,
+    /// Compress published bodies (kombu's `gzip`: zlib).
+    pub(crate) compress: bool,
 }
 
 /// The AMQP virtual host of a URL: `/`, empty or none is `/`; `//` and `/%2F` are
@@ -379,6 +387,7 @@ impl RabbitConfig {
                     ))
                 }
             },
+            compress: o.get("kombu_compression").is_some(),
             max_record_bytes: match limit("max_record_bytes") {
                 0 => None,
                 n => usize::try_from(n).ok(),
