@@ -39,7 +39,7 @@ pub(crate) struct Publication<'a> {
 
 /// oslo's message properties (seen on the wire): JSON, UTF-8, persistent,
 /// priority 0, an empty header table.
-fn properties(expiration: Option<Duration>) -> BasicProperties {
+pub(crate) fn properties(expiration: Option<Duration>) -> BasicProperties {
     let p = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_content_encoding("utf-8".into())
