@@ -271,10 +271,11 @@ impl Driver for RabbitDriver {
             .zip(batch)
             .map(|(sent, record)| {
                 sent.map(|confirm| {
-                    let what = format!("the notification to {}", record.topic);
-                    PendingDelivery::Pending(Box::pin(
-                        async move { confirmed(confirm, &what).await },
-                    ))
+                    // Named (formatted) only in an error: not per notification.
+                    let topic = record.topic.clone();
+                    PendingDelivery::Pending(Box::pin(async move {
+                        confirmed(confirm, || format!("the notification to {topic}")).await
+                    }))
                 })
             })
             .collect()

@@ -175,26 +175,35 @@ async fn publish_one(
 
 /// How a confirm ended, in the core's terms: a return (no queue took it) or a nack
 /// is a known failure; a lost connection before the confirm may or may not have
-/// left the message with the broker.
-pub(crate) async fn confirmed(confirm: PublisherConfirm, what: &str) -> Result<()> {
+/// left the message with the broker. `what` names the message in an error (built
+/// only then).
+pub(crate) async fn confirmed(
+    confirm: PublisherConfirm,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
     match confirm.await {
         Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
         Ok(Confirmation::Ack(Some(returned))) => Err(Error::new(
             ErrorKind::DeliveryFailed,
             format!(
-                "RabbitMQ returned {what}: no queue is bound for it ({} {})",
-                returned.reply_code, returned.reply_text
+                "RabbitMQ returned {}: no queue is bound for it ({} {})",
+                what(),
+                returned.reply_code,
+                returned.reply_text
             ),
         )
         .with_retryable(false)),
         Ok(Confirmation::Nack(_)) => Err(Error::new(
             ErrorKind::DeliveryFailed,
-            format!("RabbitMQ refused {what} (nack)"),
+            format!("RabbitMQ refused {} (nack)", what()),
         )
         .with_retryable(true)),
         Err(e) => Err(Error::new(
             ErrorKind::OutcomeUnknown,
-            format!("the connection was lost before RabbitMQ confirmed {what}; it may be queued"),
+            format!(
+                "the connection was lost before RabbitMQ confirmed {}; it may be queued",
+                what()
+            ),
         )
         .with_source(e)),
     }

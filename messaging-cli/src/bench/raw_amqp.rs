@@ -5,7 +5,8 @@
 //!
 //! Like the driver: a consumer connection (prefetch as the driver's, the topic
 //! exchange and a queue named like the routing key declared as the driver declares
-//! them, not timed) acknowledging every delivery on its own, then, timed, a publisher
+//! them, not timed) acknowledging every delivery on a task of its own (the
+//! deliveries waiting at once together), then, timed, a publisher
 //! connection opened with confirms on (the driver connects on its first send), the
 //! same declarations once, and every record published to the topic exchange,
 //! mandatory, with the driver's properties (persistent), every confirm awaited.
@@ -117,14 +118,20 @@ pub(crate) async fn measure(
         )
         .await
         .map_err(|e| amqp_error("consume", e))?;
-    // Acknowledgements on a task of their own, as the driver's listener acknowledges
-    // after its handler, apart from the delivery stream.
+    // Acknowledgements (one per delivery, as the driver's) on a task of their own,
+    // apart from the delivery stream, each time for all the deliveries waiting, their
+    // frames queued together.
     let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<lapin::Acker>();
     let acks = tokio::spawn(async move {
-        while let Some(acker) = ack_rx.recv().await {
-            if let Err(e) = acker.ack(BasicAckOptions::default()).await {
-                tracing::warn!(error = %e, "raw baseline ack");
+        let mut batch = Vec::new();
+        while ack_rx.recv_many(&mut batch, 1024).await > 0 {
+            let acks = batch.iter().map(|a| a.ack(BasicAckOptions::default()));
+            for r in futures::future::join_all(acks).await {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "raw baseline ack");
+                }
             }
+            batch.clear();
         }
     });
     let consume = tokio::spawn(async move {
