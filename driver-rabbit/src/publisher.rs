@@ -57,6 +57,8 @@ struct Link {
     connection: Connection,
     channel: Channel,
     declared: HashSet<Needs>,
+    /// Which connection this is (counted from 1), to forget only this one.
+    generation: u64,
 }
 
 /// The driver's publishing connection.
@@ -64,6 +66,7 @@ struct Link {
 pub(crate) struct Publisher {
     connector: Arc<Connector>,
     link: tokio::sync::Mutex<Option<Link>>,
+    opened: std::sync::atomic::AtomicU64,
 }
 
 impl Publisher {
@@ -71,6 +74,7 @@ impl Publisher {
         Publisher {
             connector,
             link: tokio::sync::Mutex::new(None),
+            opened: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -84,14 +88,16 @@ impl Publisher {
             connection,
             channel,
             declared: HashSet::new(),
+            generation: self
+                .opened
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1,
         })
     }
 
-    /// Publish each message, in order, on one channel: per message, the broker's
-    /// confirm still to come, or why it was not sent. After a failure to send, the
-    /// connection is dropped (the next call opens another) and the rest of the batch
-    /// is refused with the same retryable error: nothing of it was sent.
-    pub(crate) async fn publish(&self, batch: &[Publication<'_>]) -> Vec<Result<PublisherConfirm>> {
+    /// The channel to publish `p` on, and its connection's generation: the link
+    /// (opened when there is none or it was lost) with what `p` needs declared.
+    async fn ready(&self, p: &Publication<'_>) -> Result<(Channel, u64)> {
         let mut guard = self.link.lock().await;
         if guard
             .as_ref()
@@ -99,21 +105,50 @@ impl Publisher {
         {
             *guard = None;
         }
-        if guard.is_none() {
-            match self.open().await {
-                Ok(link) => *guard = Some(link),
-                Err(e) => return refuse_all(batch.len(), &e),
-            }
+        let link = match guard.as_mut() {
+            Some(link) => link,
+            None => guard.insert(self.open().await?),
+        };
+        if let Err(e) = declare_needs(&self.connector, link, p).await {
+            *guard = None;
+            return Err(e);
         }
+        Ok((link.channel.clone(), link.generation))
+    }
+
+    /// Drop the link of `generation` (if it is still the current one): the next
+    /// publish opens another.
+    async fn forget(&self, generation: u64) {
+        let mut guard = self.link.lock().await;
+        if guard.as_ref().is_some_and(|l| l.generation == generation) {
+            *guard = None;
+        }
+    }
+
+    /// Publish each message, in order, on one channel: per message, the broker's
+    /// confirm still to come, or why it was not sent. After a failure to send, the
+    /// connection is dropped (the next call opens another) and the rest of the batch
+    /// is refused with the same retryable error: nothing of it was sent.
+    ///
+    /// The link's lock is held to open the connection and declare, not while a
+    /// message is handed to the connection's I/O loop: concurrent publishers (RPC
+    /// requests and replies, notifications) do not wait for each other's hand-off.
+    pub(crate) async fn publish(&self, batch: &[Publication<'_>]) -> Vec<Result<PublisherConfirm>> {
         let mut out = Vec::with_capacity(batch.len());
         for (i, p) in batch.iter().enumerate() {
-            let Some(link) = guard.as_mut() else {
-                break;
+            let sent = match self.ready(p).await {
+                Ok((channel, generation)) => match publish_one(&channel, p).await {
+                    Ok(confirm) => Ok(confirm),
+                    Err(e) => {
+                        self.forget(generation).await;
+                        Err(e)
+                    }
+                },
+                Err(e) => Err(e),
             };
-            match publish_one(&self.connector, link, p).await {
+            match sent {
                 Ok(confirm) => out.push(Ok(confirm)),
                 Err(e) => {
-                    *guard = None;
                     out.extend(refuse_all(batch.len() - i, &e));
                     break;
                 }
@@ -138,11 +173,8 @@ fn refuse_all(n: usize, e: &Error) -> Vec<Result<PublisherConfirm>> {
         .collect()
 }
 
-async fn publish_one(
-    connector: &Connector,
-    link: &mut Link,
-    p: &Publication<'_>,
-) -> Result<PublisherConfirm> {
+/// Declare what `p` needs, once per connection.
+async fn declare_needs(connector: &Connector, link: &mut Link, p: &Publication<'_>) -> Result<()> {
     if p.needs != Needs::Nothing && !link.declared.contains(&p.needs) {
         let t = Topology {
             config: &connector.config,
@@ -158,7 +190,11 @@ async fn publish_one(
         }
         link.declared.insert(p.needs.clone());
     }
-    link.channel
+    Ok(())
+}
+
+async fn publish_one(channel: &Channel, p: &Publication<'_>) -> Result<PublisherConfirm> {
+    channel
         .basic_publish(
             p.exchange.into(),
             p.routing_key.into(),
