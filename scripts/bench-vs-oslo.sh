@@ -7,6 +7,8 @@
 # Needs: a release build of the CLI (cargo build --release -p messaging-cli) and
 # the oslo venv (MESSAGING_OSLO_PYTHON, default ~/.cache/messaging-ci/venv-oslo/bin/python).
 # Prints both rates and the ratio messaging/oslo.
+# RPC round trips on RabbitMQ against oslo's RPC client and server:
+# scripts/bench-rpc-vs-oslo.sh RABBIT_URL [CALLS] [IN_FLIGHT].
 set -euo pipefail
 
 broker=${1:?usage: $0 HOST:PORT [COUNT] [PAYLOAD_BYTES] [BATCH_SIZE]}

@@ -30,6 +30,8 @@
 #                                                       `--`) go to rabbitmqctl.
 #
 # stdout carries only the result (URL, dir, or rabbitmqctl's output); logs go to stderr.
+# Benchmarks on a node: `messaging bench --url URL --raw` (against raw lapin) and
+# scripts/bench-rpc-vs-oslo.sh URL (RPC round trips against oslo.messaging).
 #
 # Instances: every instance has a name (--name, or $RABBITMQ_INSTANCE, default "default")
 # and a scratch dir $MESSAGING_SCRATCH_DIR/rabbit-NAME (MESSAGING_SCRATCH_DIR defaults to

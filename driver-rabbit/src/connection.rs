@@ -55,6 +55,11 @@ impl Connector {
         })
     }
 
+    /// The PEM of the CAs read from `ssl_ca_file`, if any.
+    pub(crate) fn ca_pem(&self) -> Option<String> {
+        self.tls.clone()
+    }
+
     /// One connection, for `purpose` (it names the connection on the broker): each
     /// host is tried once, in turn; the error of the last one when none answers.
     pub(crate) async fn connect(&self, purpose: &str) -> Result<Connection> {

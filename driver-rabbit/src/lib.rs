@@ -81,6 +81,74 @@ use crate::pump::{Declaration, Inbox, Plan, DEFAULT_PREFETCH};
 
 pub use crate::options::{DEFAULT_MAX_RECORD_BYTES, DEFAULT_PORT};
 
+/// The AMQP settings the driver uses for a URL, for tools that talk AMQP directly
+/// with the same settings (such as the raw baseline of `messaging bench`).
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// The URL's first host, with its credentials, vhost, heartbeat, connection
+    /// timeout and login method.
+    pub uri: lapin::uri::AMQPUri,
+    /// PEM of the CAs for TLS (`ssl_ca_file`), when set.
+    pub ca_pem: Option<String>,
+    /// `control_exchange`: the topic exchange notifications are published to.
+    pub exchange: String,
+    /// Whether the driver declares that exchange durable (`amqp_durable_queues`).
+    pub exchange_durable: bool,
+    /// ... and auto-delete (`amqp_auto_delete`).
+    pub exchange_auto_delete: bool,
+    /// Whether a notification queue is declared durable (durable or quorum).
+    pub queue_durable: bool,
+    /// ... and auto-delete.
+    pub queue_auto_delete: bool,
+    /// ... and its arguments (the quorum queue's, when `rabbit_quorum_queue`).
+    pub queue_arguments: lapin::types::FieldTable,
+    /// A listener's prefetch (`rabbit_qos_prefetch_count`, 0 meaning 1000).
+    pub prefetch: u16,
+    /// The properties of every message the driver publishes (oslo's: JSON, UTF-8,
+    /// persistent, priority 0, empty headers).
+    pub properties: lapin::BasicProperties,
+}
+
+/// Resolve `url` and configuration options as the core's registry does
+/// (configuration first, the URL's query wins) into the driver's AMQP settings.
+pub fn client_settings(
+    url: &TransportUrl,
+    config_options: &[(String, String)],
+) -> Result<ClientSettings> {
+    let registry = DriverRegistry::new();
+    registry.register(factory());
+    registry.register(amqp_factory());
+    let f = registry.factory(url)?;
+    let query = url.query_map();
+    let options = DriverOptions::resolve(
+        f.option_specs(),
+        f.passthrough_prefixes(),
+        [config_options, query.as_slice()],
+    )?;
+    let config = RabbitConfig::from_url(url, &options)?;
+    let ca_pem = Connector::new(Arc::new(config.clone()))?.ca_pem();
+    let uri = config
+        .uris
+        .first()
+        .cloned()
+        .ok_or_else(|| Error::new(messaging_core::ErrorKind::Transport, "RabbitMQ: no host"))?;
+    Ok(ClientSettings {
+        uri,
+        ca_pem,
+        exchange: config.exchange.clone(),
+        exchange_durable: config.queues.durable,
+        exchange_auto_delete: config.queues.auto_delete,
+        queue_durable: config.queues.lasting_durable(),
+        queue_auto_delete: config.queues.auto_delete,
+        queue_arguments: config.queues.lasting_arguments(),
+        prefetch: match config.prefetch {
+            0 => DEFAULT_PREFETCH,
+            n => n,
+        },
+        properties: publisher::properties(None),
+    })
+}
+
 /// Opens `rabbit://` (or, registered under that scheme, `amqp://`) drivers.
 #[derive(Debug, Clone, Copy)]
 pub struct RabbitDriverFactory {
@@ -204,10 +272,11 @@ impl Driver for RabbitDriver {
             .zip(batch)
             .map(|(sent, record)| {
                 sent.map(|confirm| {
-                    let what = format!("the notification to {}", record.topic);
-                    PendingDelivery::Pending(Box::pin(
-                        async move { confirmed(confirm, &what).await },
-                    ))
+                    // Named (formatted) only in an error: not per notification.
+                    let topic = record.topic.clone();
+                    PendingDelivery::Pending(Box::pin(async move {
+                        confirmed(confirm, || format!("the notification to {topic}")).await
+                    }))
                 })
             })
             .collect()

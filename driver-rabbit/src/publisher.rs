@@ -2,7 +2,7 @@
 //! notifications, requests and replies (reconnected on the next send after a loss).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -39,7 +39,7 @@ pub(crate) struct Publication<'a> {
 
 /// oslo's message properties (seen on the wire): JSON, UTF-8, persistent,
 /// priority 0, an empty header table.
-fn properties(expiration: Option<Duration>) -> BasicProperties {
+pub(crate) fn properties(expiration: Option<Duration>) -> BasicProperties {
     let p = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_content_encoding("utf-8".into())
@@ -52,16 +52,13 @@ fn properties(expiration: Option<Duration>) -> BasicProperties {
     }
 }
 
-/// What this connection declared; shared with the confirms, so that a returned
+/// What one connection declared; shared with its confirms, so that a returned
 /// message forgets its declaration (someone deleted the queue) and its resend
 /// declares it again.
-type Declared = Arc<Mutex<HashSet<Needs>>>;
+type Declared = Arc<std::sync::Mutex<HashSet<Needs>>>;
 
-#[derive(Debug)]
-struct Link {
-    connection: Connection,
-    channel: Channel,
-    declared: Declared,
+fn lock(declared: &Declared) -> std::sync::MutexGuard<'_, HashSet<Needs>> {
+    declared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A message handed to the broker: its confirm still to come.
@@ -72,11 +69,21 @@ pub(crate) struct Sent {
     declared: Declared,
 }
 
+#[derive(Debug)]
+struct Link {
+    connection: Connection,
+    channel: Channel,
+    declared: Declared,
+    /// Which connection this is (counted from 1), to forget only this one.
+    generation: u64,
+}
+
 /// The driver's publishing connection.
 #[derive(Debug)]
 pub(crate) struct Publisher {
     connector: Arc<Connector>,
     link: tokio::sync::Mutex<Option<Link>>,
+    opened: std::sync::atomic::AtomicU64,
 }
 
 impl Publisher {
@@ -84,6 +91,7 @@ impl Publisher {
         Publisher {
             connector,
             link: tokio::sync::Mutex::new(None),
+            opened: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -97,14 +105,16 @@ impl Publisher {
             connection,
             channel,
             declared: Declared::default(),
+            generation: self
+                .opened
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1,
         })
     }
 
-    /// Publish each message, in order, on one channel: per message, the broker's
-    /// confirm still to come, or why it was not sent. After a failure to send, the
-    /// connection is dropped (the next call opens another) and the rest of the batch
-    /// is refused with the same retryable error: nothing of it was sent.
-    pub(crate) async fn publish(&self, batch: &[Publication<'_>]) -> Vec<Result<Sent>> {
+    /// The channel to publish `p` on, and its connection's generation: the link
+    /// (opened when there is none or it was lost) with what `p` needs declared.
+    async fn ready(&self, p: &Publication<'_>) -> Result<(Channel, u64, Declared)> {
         let mut guard = self.link.lock().await;
         if guard
             .as_ref()
@@ -112,21 +122,54 @@ impl Publisher {
         {
             *guard = None;
         }
-        if guard.is_none() {
-            match self.open().await {
-                Ok(link) => *guard = Some(link),
-                Err(e) => return refuse_all(batch.len(), &e),
-            }
+        let link = match guard.as_mut() {
+            Some(link) => link,
+            None => guard.insert(self.open().await?),
+        };
+        if let Err(e) = declare_needs(&self.connector, link, p).await {
+            *guard = None;
+            return Err(e);
         }
+        Ok((link.channel.clone(), link.generation, link.declared.clone()))
+    }
+
+    /// Drop the link of `generation` (if it is still the current one): the next
+    /// publish opens another.
+    async fn forget(&self, generation: u64) {
+        let mut guard = self.link.lock().await;
+        if guard.as_ref().is_some_and(|l| l.generation == generation) {
+            *guard = None;
+        }
+    }
+
+    /// Publish each message, in order, on one channel: per message, the broker's
+    /// confirm still to come, or why it was not sent. After a failure to send, the
+    /// connection is dropped (the next call opens another) and the rest of the batch
+    /// is refused with the same retryable error: nothing of it was sent.
+    ///
+    /// The link's lock is held to open the connection and declare, not while a
+    /// message is handed to the connection's I/O loop: concurrent publishers (RPC
+    /// requests and replies, notifications) do not wait for each other's hand-off.
+    pub(crate) async fn publish(&self, batch: &[Publication<'_>]) -> Vec<Result<Sent>> {
         let mut out = Vec::with_capacity(batch.len());
         for (i, p) in batch.iter().enumerate() {
-            let Some(link) = guard.as_mut() else {
-                break;
+            let sent = match self.ready(p).await {
+                Ok((channel, generation, declared)) => match publish_one(&channel, p).await {
+                    Ok(confirm) => Ok(Sent {
+                        confirm,
+                        needs: p.needs.clone(),
+                        declared,
+                    }),
+                    Err(e) => {
+                        self.forget(generation).await;
+                        Err(e)
+                    }
+                },
+                Err(e) => Err(e),
             };
-            match publish_one(&self.connector, link, p).await {
+            match sent {
                 Ok(confirm) => out.push(Ok(confirm)),
                 Err(e) => {
-                    *guard = None;
                     out.extend(refuse_all(batch.len() - i, &e));
                     break;
                 }
@@ -151,14 +194,9 @@ fn refuse_all(n: usize, e: &Error) -> Vec<Result<Sent>> {
         .collect()
 }
 
-async fn publish_one(connector: &Connector, link: &mut Link, p: &Publication<'_>) -> Result<Sent> {
-    let known = |declared: &Declared| {
-        declared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&p.needs)
-    };
-    if p.needs != Needs::Nothing && !known(&link.declared) {
+/// Declare what `p` needs, once per connection.
+async fn declare_needs(connector: &Connector, link: &mut Link, p: &Publication<'_>) -> Result<()> {
+    if p.needs != Needs::Nothing && !lock(&link.declared).contains(&p.needs) {
         let t = Topology {
             config: &connector.config,
             channel: &link.channel,
@@ -171,13 +209,13 @@ async fn publish_one(connector: &Connector, link: &mut Link, p: &Publication<'_>
             }
             Needs::FanoutExchange(x) => t.fanout_exchange(x).await?,
         }
-        link.declared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(p.needs.clone());
+        lock(&link.declared).insert(p.needs.clone());
     }
-    let confirm = link
-        .channel
+    Ok(())
+}
+
+async fn publish_one(channel: &Channel, p: &Publication<'_>) -> Result<PublisherConfirm> {
+    channel
         .basic_publish(
             p.exchange.into(),
             p.routing_key.into(),
@@ -189,51 +227,49 @@ async fn publish_one(connector: &Connector, link: &mut Link, p: &Publication<'_>
             properties(p.expiration),
         )
         .await
-        .map_err(|e| transport_error("cannot publish", e))?;
-    Ok(Sent {
-        confirm,
-        needs: p.needs.clone(),
-        declared: link.declared.clone(),
-    })
+        .map_err(|e| transport_error("cannot publish", e))
 }
 
 /// How a confirm ended, in the core's terms: a return (no queue took it) or a nack
 /// is a known failure; a lost connection before the confirm may or may not have
-/// left the message with the broker.
+/// left the message with the broker. `what` names the message in an error (built
+/// only then).
 ///
 /// A returned message whose queue this connection had declared (a notification, a
 /// request) means someone deleted the queue: the declaration is forgotten and the
 /// failure is retryable, so the core's resend declares the queue again (nothing was
 /// queued, so a resend cannot duplicate). A returned reply is not retryable: its
 /// caller's queue is gone.
-pub(crate) async fn confirmed(sent: Sent, what: &str) -> Result<()> {
+pub(crate) async fn confirmed(sent: Sent, what: impl FnOnce() -> String) -> Result<()> {
     match sent.confirm.await {
         Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
         Ok(Confirmation::Ack(Some(returned))) => {
             let redeclare = sent.needs != Needs::Nothing;
             if redeclare {
-                sent.declared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&sent.needs);
+                lock(&sent.declared).remove(&sent.needs);
             }
             Err(Error::new(
                 ErrorKind::DeliveryFailed,
                 format!(
-                    "RabbitMQ returned {what}: no queue is bound for it ({} {})",
-                    returned.reply_code, returned.reply_text
+                    "RabbitMQ returned {}: no queue is bound for it ({} {})",
+                    what(),
+                    returned.reply_code,
+                    returned.reply_text
                 ),
             )
             .with_retryable(redeclare))
         }
         Ok(Confirmation::Nack(_)) => Err(Error::new(
             ErrorKind::DeliveryFailed,
-            format!("RabbitMQ refused {what} (nack)"),
+            format!("RabbitMQ refused {} (nack)", what()),
         )
         .with_retryable(true)),
         Err(e) => Err(Error::new(
             ErrorKind::OutcomeUnknown,
-            format!("the connection was lost before RabbitMQ confirmed {what}; it may be queued"),
+            format!(
+                "the connection was lost before RabbitMQ confirmed {}; it may be queued",
+                what()
+            ),
         )
         .with_source(e)),
     }

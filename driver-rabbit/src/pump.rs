@@ -122,13 +122,8 @@ impl Inbox {
     /// Acknowledge: the broker forgets the delivery. One whose channel was lost
     /// meanwhile comes again (at least once); that is logged, not an error.
     pub(crate) async fn ack(&self, tags: Vec<u64>) {
-        for tag in tags {
-            if let Some(acker) = self.acker(tag) {
-                if let Err(e) = acker.ack(BasicAckOptions::default()).await {
-                    tracing::debug!(error = %e, "ack on a lost channel; the broker delivers it again");
-                }
-            }
-        }
+        let ackers: Vec<Acker> = tags.into_iter().filter_map(|t| self.acker(t)).collect();
+        ack_all(ackers).await;
     }
 
     /// [`Inbox::ack`] on a task of its own: returns at once.
@@ -137,22 +132,18 @@ impl Inbox {
         if ackers.is_empty() {
             return;
         }
-        tokio::spawn(async move {
-            for acker in ackers {
-                if let Err(e) = acker.ack(BasicAckOptions::default()).await {
-                    tracing::debug!(error = %e, "ack on a lost channel; the broker delivers it again");
-                }
-            }
-        });
+        tokio::spawn(ack_all(ackers));
     }
 
     /// Reject with requeue: the broker delivers it again.
     pub(crate) async fn requeue(&self, tags: Vec<u64>) {
-        for tag in tags {
-            if let Some(acker) = self.acker(tag) {
-                if let Err(e) = acker.reject(BasicRejectOptions { requeue: true }).await {
-                    tracing::debug!(error = %e, "requeue on a lost channel; the broker delivers it again");
-                }
+        let ackers: Vec<Acker> = tags.into_iter().filter_map(|t| self.acker(t)).collect();
+        let rejects = ackers
+            .iter()
+            .map(|a| a.reject(BasicRejectOptions { requeue: true }));
+        for r in futures::future::join_all(rejects).await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "requeue on a lost channel; the broker delivers it again");
             }
         }
     }
@@ -184,6 +175,17 @@ impl Drop for Inbox {
 /// cancelled it, e.g. because its queue was deleted).
 type Deliveries =
     futures::stream::BoxStream<'static, Option<lapin::Result<lapin::message::Delivery>>>;
+
+/// Acknowledge every delivery at once: all the frames are queued for the connection's
+/// I/O loop together (one hand-off, not one per delivery), then the results awaited.
+async fn ack_all(ackers: Vec<Acker>) {
+    let acks = ackers.iter().map(|a| a.ack(BasicAckOptions::default()));
+    for r in futures::future::join_all(acks).await {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "ack on a lost channel; the broker delivers it again");
+        }
+    }
+}
 
 /// A live connection consuming the plan's queues.
 struct Consumer {

@@ -82,7 +82,7 @@ impl RpcDriver for RabbitRpc {
                     "no outcome",
                 ))
             })?;
-        confirmed(confirm, &format!("the request to {exchange}/{key}")).await
+        confirmed(confirm, || format!("the request to {exchange}/{key}")).await
     }
 
     async fn send_replies(&self, replies: Vec<RpcReply>) -> Result<()> {
@@ -101,7 +101,7 @@ impl RpcDriver for RabbitRpc {
         let mut first_error = None;
         for (reply, outcome) in replies.iter().zip(sent) {
             let result = match outcome {
-                Ok(confirm) => confirmed(confirm, "a reply").await,
+                Ok(confirm) => confirmed(confirm, || "a reply".to_owned()).await,
                 Err(e) => Err(e),
             };
             match result {

@@ -145,6 +145,11 @@ fn bad_input_gets_clear_errors_and_a_failure_exit() {
             "--context must be a JSON object",
         ),
         (&["listen", "--url", "kafka://h:99999"], "bad port"),
+        (
+            // Checked before the framework side runs.
+            &["bench", "--url", "memory://", "--raw", "--count", "10"],
+            "--raw has a raw client baseline for kafka://, rabbit:// or amqp:// URLs only, not memory://",
+        ),
     ];
     for (args, expected) in cases {
         let out = messaging(args);

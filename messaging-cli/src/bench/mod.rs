@@ -1,14 +1,17 @@
 //! `messaging bench`: notify throughput, notify-to-handler throughput and latency
-//! ([`framework`]), optionally against raw rdkafka ([`raw`]), or RPC round trips.
+//! ([`framework`]), optionally against a raw client ([`compare`]: rdkafka, [`raw`],
+//! for Kafka; lapin, [`raw_amqp`], for RabbitMQ), or RPC round trips.
 
 use std::time::Duration;
 
 use clap::Args;
 use messaging_core::Result;
 
+mod compare;
 mod framework;
 mod latency;
 mod raw;
+mod raw_amqp;
 
 /// Arguments of `messaging bench`.
 #[derive(Debug, Args)]
@@ -31,9 +34,11 @@ pub(crate) struct BenchArgs {
     /// Measure RPC call round trips (against an in-process demo server) instead.
     #[arg(long)]
     rpc: bool,
-    /// Also run a raw rdkafka baseline (Kafka URLs): the same number of records of the
-    /// same size, produced and consumed with rdkafka directly and the same settings,
-    /// and print the framework/raw ratios.
+    /// Also run a raw client baseline: the same number of records of the same size,
+    /// produced and consumed with the client library directly and the driver's
+    /// settings (rdkafka for kafka:// URLs; lapin for rabbit:// and amqp:// URLs, with
+    /// publisher confirms, mandatory, persistent, manual ack and the driver's
+    /// prefetch), and print the framework/raw ratios.
     #[arg(long)]
     raw: bool,
     /// With --raw: measure this many framework/raw pairs, alternating which side runs
@@ -62,6 +67,11 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let timeout = Duration::from_secs_f64(a.timeout.max(1.0));
+    let baseline = if a.raw {
+        Some(compare::Baseline::for_url(&a.url)?)
+    } else {
+        None
+    };
     let report = framework::measure(&a.url, a.count, a.payload_size, timeout).await?;
     println!("notify-to-handler benchmark on {}", report.url);
     println!("  notifications      {:>12}", report.count);
@@ -90,14 +100,22 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
         "  end-to-end / baseline {:>9.3}",
         report.end_to_end_vs_baseline
     );
-    if !a.raw {
+    let Some(baseline) = baseline else {
         if a.json {
             println!("{}", serde_json::to_string(&report)?);
         }
         return Ok(());
-    }
-    let comparison =
-        raw::compare(&a.url, a.count, a.payload_size, a.rounds, timeout, report).await?;
+    };
+    let comparison = compare::compare(
+        baseline,
+        &a.url,
+        a.count,
+        a.payload_size,
+        a.rounds,
+        timeout,
+        report,
+    )
+    .await?;
     comparison.print();
     if a.json {
         println!("{}", serde_json::to_string(&comparison)?);

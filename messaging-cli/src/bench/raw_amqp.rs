@@ -1,0 +1,238 @@
+//! The raw lapin baseline of `messaging bench --raw` on `rabbit://` and `amqp://`
+//! URLs: the same number of records of the same size, published and consumed with
+//! lapin directly and the RabbitMQ driver's settings ([`driver_rabbit::client_settings`]),
+//! timed the same way as the framework side.
+//!
+//! Like the driver: a consumer connection (prefetch as the driver's, the topic
+//! exchange and a queue named like the routing key declared as the driver declares
+//! them, not timed) acknowledging every delivery on a task of its own (the
+//! deliveries waiting at once together), then, timed, a publisher
+//! connection opened with confirms on (the driver connects on its first send), the
+//! same declarations once, and every record published to the topic exchange,
+//! mandatory, with the driver's properties (persistent), every confirm awaited.
+//! Notify: every `basic_publish` returned; delivered: every confirm an ack;
+//! end to end: every record consumed.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::tcp::OwnedTLSConfig;
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use messaging_core::{Error, ErrorKind, Result, TransportUrl};
+
+use super::compare::RawReport;
+
+fn amqp_error(what: &str, e: lapin::Error) -> Error {
+    Error::new(ErrorKind::Transport, format!("raw baseline: {what}: {e}")).with_source(e)
+}
+
+async fn connect(s: &driver_rabbit::ClientSettings) -> Result<Connection> {
+    let runtime =
+        lapin::runtime::default_runtime().map_err(|e| amqp_error("no async runtime", e))?;
+    let tls = OwnedTLSConfig {
+        identity: None,
+        cert_chain: s.ca_pem.clone(),
+    };
+    Connection::connect_uri_with_config(
+        s.uri.clone(),
+        ConnectionProperties::default(),
+        tls,
+        runtime,
+    )
+    .await
+    .map_err(|e| amqp_error("connect", e))
+}
+
+/// The driver's declarations for a notification queue: the topic exchange, the queue
+/// named like the routing key, bound with it.
+async fn declare(ch: &Channel, s: &driver_rabbit::ClientSettings, queue: &str) -> Result<()> {
+    ch.exchange_declare(
+        s.exchange.as_str().into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: s.exchange_durable,
+            auto_delete: s.exchange_auto_delete,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| amqp_error("declare the exchange", e))?;
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions {
+            durable: s.queue_durable,
+            auto_delete: s.queue_auto_delete,
+            ..QueueDeclareOptions::default()
+        },
+        s.queue_arguments.clone(),
+    )
+    .await
+    .map_err(|e| amqp_error("declare the queue", e))?;
+    ch.queue_bind(
+        queue.into(),
+        s.exchange.as_str().into(),
+        queue.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| amqp_error("bind the queue", e))
+}
+
+/// Publish `count` records of `record_bytes` bytes to a fresh queue and consume them.
+pub(crate) async fn measure(
+    url: &str,
+    count: u64,
+    record_bytes: usize,
+    timeout: Duration,
+) -> Result<RawReport> {
+    let s = driver_rabbit::client_settings(&TransportUrl::parse(url)?, &[])?;
+    // A notification's routing key and queue: `<topic>.<priority>`.
+    let queue = format!(
+        "bench-raw-{}.info",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+
+    let consumer_connection = connect(&s).await?;
+    let cch = consumer_connection
+        .create_channel()
+        .await
+        .map_err(|e| amqp_error("consumer channel", e))?;
+    cch.basic_qos(s.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| amqp_error("prefetch", e))?;
+    declare(&cch, &s, &queue).await?;
+    let mut consumer = cch
+        .basic_consume(
+            queue.as_str().into(),
+            "raw".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| amqp_error("consume", e))?;
+    // Acknowledgements (one per delivery, as the driver's) on a task of their own,
+    // apart from the delivery stream, each time for all the deliveries waiting, their
+    // frames queued together.
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<lapin::Acker>();
+    let acks = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while ack_rx.recv_many(&mut batch, 1024).await > 0 {
+            let acks = batch.iter().map(|a| a.ack(BasicAckOptions::default()));
+            for r in futures::future::join_all(acks).await {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "raw baseline ack");
+                }
+            }
+            batch.clear();
+        }
+    });
+    let consume = tokio::spawn(async move {
+        let mut seen = 0u64;
+        while seen < count {
+            match consumer.next().await {
+                Some(Ok(d)) => {
+                    seen += 1;
+                    let _ = ack_tx.send(d.acker);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "raw baseline consumer");
+                    break;
+                }
+                None => break,
+            }
+        }
+        seen
+    });
+
+    let body = vec![b'x'; record_bytes.max(1)];
+    let started = Instant::now();
+    let publisher_connection = connect(&s).await?;
+    let pch = publisher_connection
+        .create_channel()
+        .await
+        .map_err(|e| amqp_error("publisher channel", e))?;
+    pch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| amqp_error("confirm_select", e))?;
+    declare(&pch, &s, &queue).await?;
+    let mut confirms = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    for _ in 0..count {
+        let confirm = pch
+            .basic_publish(
+                s.exchange.as_str().into(),
+                queue.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &body,
+                s.properties.clone(),
+            )
+            .await
+            .map_err(|e| amqp_error("publish", e))?;
+        confirms.push(confirm);
+    }
+    let produce_secs = started.elapsed().as_secs_f64();
+    for c in confirms {
+        match c.await.map_err(|e| amqp_error("confirm", e))? {
+            Confirmation::Ack(None) => {}
+            Confirmation::Ack(Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::DeliveryFailed,
+                    "raw baseline: a record was returned (no queue)",
+                ))
+            }
+            Confirmation::Nack(_) => {
+                return Err(Error::new(
+                    ErrorKind::DeliveryFailed,
+                    "raw baseline: a record was refused (nack)",
+                ))
+            }
+            Confirmation::NotRequested => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "raw baseline: publisher confirms are off",
+                ))
+            }
+        }
+    }
+    let delivered_secs = started.elapsed().as_secs_f64();
+    let consumed = tokio::time::timeout(timeout, consume)
+        .await
+        .map_err(|_| {
+            Error::timeout(format!(
+                "raw baseline: not every record was consumed within {timeout:?}"
+            ))
+        })?
+        .map_err(|e| Error::new(ErrorKind::Internal, "raw consumer task").with_source(e))?;
+    let e2e_secs = started.elapsed().as_secs_f64();
+    // The consumer task dropped its sender: the ack task ends once all are sent.
+    let _ = tokio::time::timeout(Duration::from_secs(30), acks).await;
+    let _ = pch
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = pch.close(200, "done".into()).await;
+    let _ = cch.close(200, "done".into()).await;
+    let _ = publisher_connection.close(200, "done".into()).await;
+    let _ = consumer_connection.close(200, "done".into()).await;
+    if consumed < count {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!("raw baseline consumed {consumed} of {count}"),
+        ));
+    }
+    Ok(RawReport {
+        record_bytes,
+        produce_per_sec: count as f64 / produce_secs,
+        delivered_per_sec: count as f64 / delivered_secs,
+        end_to_end_per_sec: count as f64 / e2e_secs,
+    })
+}
