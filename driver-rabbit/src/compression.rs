@@ -21,14 +21,20 @@ pub(crate) fn compress(body: &[u8]) -> std::io::Result<Vec<u8>> {
 /// The header table of a compressed message.
 pub(crate) fn headers() -> FieldTable {
     let mut t = FieldTable::default();
-    t.insert(ShortString::from(HEADER), AMQPValue::LongString(ZLIB.into()));
+    t.insert(
+        ShortString::from(HEADER),
+        AMQPValue::LongString(ZLIB.into()),
+    );
     t
 }
 
 /// The body as the sender meant it: inflated when its headers say zlib. `Err` names
 /// what cannot be read (another compression, or a broken stream); the caller hands
 /// the raw body on, where it is skipped and counted as a foreign record.
-pub(crate) fn decompressed(headers: Option<&FieldTable>, body: Vec<u8>) -> Result<Bytes, (String, Bytes)> {
+pub(crate) fn decompressed(
+    headers: Option<&FieldTable>,
+    body: Vec<u8>,
+) -> Result<Bytes, (String, Bytes)> {
     let value = headers.and_then(|h| h.inner().get(HEADER));
     let kind = match value {
         None => return Ok(Bytes::from(body)),
@@ -37,7 +43,10 @@ pub(crate) fn decompressed(headers: Option<&FieldTable>, body: Vec<u8>) -> Resul
         Some(other) => format!("{other:?}"),
     };
     if kind != ZLIB {
-        return Err((format!("unsupported compression {kind:?}"), Bytes::from(body)));
+        return Err((
+            format!("unsupported compression {kind:?}"),
+            Bytes::from(body),
+        ));
     }
     let mut out = Vec::with_capacity(body.len() * 4);
     match flate2::read::ZlibDecoder::new(body.as_slice()).read_to_end(&mut out) {

@@ -51,10 +51,12 @@
 //! | `ssl` | false | TLS; the broker's host name is checked |
 //! | `ssl_ca_file` | (system CAs) | PEM file of the CAs for the broker's certificate |
 //! | `ssl_cert_file`, `ssl_key_file` | none | a client certificate and its key (PEM), both or neither |
+//! | `kombu_compression` | unset | `gzip`: compress bodies as kombu (zlib); received ones are decompressed by their header |
 //! | `connection_timeout` | 10 | one connection attempt to one host (seconds) |
 //! | `max_record_bytes` | 134217728 | largest record accepted (the broker's `max_message_size`); 0: no limit |
 //! | `rpc_response_timeout`, `heartbeat_rate` | 60, 3 | accepted for oslo configs; see docs/rabbit.md |
 
+mod compression;
 mod connection;
 mod options;
 mod publisher;

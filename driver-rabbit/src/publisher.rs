@@ -10,6 +10,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 use messaging_core::{Error, ErrorKind, Result};
 
+use crate::compression;
 use crate::connection::{transport_error, Connector, Topology};
 
 /// What must exist before a message is published (declared once per connection).
@@ -154,17 +155,19 @@ impl Publisher {
         let mut out = Vec::with_capacity(batch.len());
         for (i, p) in batch.iter().enumerate() {
             let sent = match self.ready(p).await {
-                Ok((channel, generation, declared)) => match publish_one(&channel, p).await {
-                    Ok(confirm) => Ok(Sent {
-                        confirm,
-                        needs: p.needs.clone(),
-                        declared,
-                    }),
-                    Err(e) => {
-                        self.forget(generation).await;
-                        Err(e)
+                Ok((channel, generation, declared)) => {
+                    match publish_one(&channel, p, self.connector.config.compress).await {
+                        Ok(confirm) => Ok(Sent {
+                            confirm,
+                            needs: p.needs.clone(),
+                            declared,
+                        }),
+                        Err(e) => {
+                            self.forget(generation).await;
+                            Err(e)
+                        }
                     }
-                },
+                }
                 Err(e) => Err(e),
             };
             match sent {
@@ -214,20 +217,30 @@ async fn declare_needs(connector: &Connector, link: &mut Link, p: &Publication<'
     Ok(())
 }
 
-async fn publish_one(channel: &Channel, p: &Publication<'_>) -> Result<PublisherConfirm> {
-    channel
-        .basic_publish(
-            p.exchange.into(),
-            p.routing_key.into(),
-            BasicPublishOptions {
-                mandatory: p.mandatory,
-                ..BasicPublishOptions::default()
-            },
-            p.body,
-            properties(p.expiration),
-        )
-        .await
-        .map_err(|e| transport_error("cannot publish", e))
+async fn publish_one(
+    channel: &Channel,
+    p: &Publication<'_>,
+    compress: bool,
+) -> Result<PublisherConfirm> {
+    let options = BasicPublishOptions {
+        mandatory: p.mandatory,
+        ..BasicPublishOptions::default()
+    };
+    let (exchange, key) = (p.exchange.into(), p.routing_key.into());
+    let sent = if compress {
+        let body = compression::compress(p.body).map_err(|e| {
+            Error::new(ErrorKind::Internal, "cannot compress a message").with_source(e)
+        })?;
+        let props = properties(p.expiration).with_headers(compression::headers());
+        channel
+            .basic_publish(exchange, key, options, &body, props)
+            .await
+    } else {
+        channel
+            .basic_publish(exchange, key, options, p.body, properties(p.expiration))
+            .await
+    };
+    sent.map_err(|e| transport_error("cannot publish", e))
 }
 
 /// How a confirm ended, in the core's terms: a return (no queue took it) or a nack

@@ -21,6 +21,7 @@ use messaging_core::{Error, Result};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::compression;
 use crate::connection::{transport_error, Connector, Topology};
 
 /// Prefetch when `rabbit_qos_prefetch_count` is 0 (oslo: unlimited); bounds what a
@@ -326,10 +327,21 @@ async fn run(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(tag, d.acker);
+                    let body = match compression::decompressed(
+                        d.properties.headers().as_ref(),
+                        d.data,
+                    ) {
+                        Ok(body) => body,
+                        Err((why, raw)) => {
+                            // Handed on as it is: the core skips and counts it as foreign.
+                            tracing::warn!(purpose = plan.purpose, routing_key = %d.routing_key, "cannot read a compressed message: {why}");
+                            raw
+                        }
+                    };
                     let delivered = Delivered {
                         tag,
                         routing_key: d.routing_key.to_string(),
-                        body: Bytes::from(d.data),
+                        body,
                     };
                     if tx.send(delivered).is_err() {
                         consumer.close(&plan).await;

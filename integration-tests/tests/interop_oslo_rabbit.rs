@@ -285,8 +285,24 @@ fn notifications(topic_hint: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_notifier_to_rust_listener() {
+    python_to_rust(false).await;
+}
+
+/// kombu's `kombu_compression=gzip` (a zlib body and a `compression` header): the Rust
+/// listener decompresses by the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_python_notifications_to_a_rust_listener() {
+    python_to_rust(true).await;
+}
+
+async fn python_to_rust(compressed: bool) {
     let Some((python, url)) = python_and_broker() else {
         return;
+    };
+    let python_url = if compressed {
+        rabbit_support::url_with(&url, "kombu_compression=gzip")
+    } else {
+        url.clone()
     };
     let transport = rabbit_support::transport(&url, "");
     let topic = unique("notify-py-to-rust");
@@ -303,7 +319,7 @@ async fn python_notifier_to_rust_listener() {
     let file = scratch.path("input.json");
     std::fs::write(&file, serde_json::to_vec(&inputs).unwrap()).unwrap();
     let out = python_command(&python, "oslo_notify.py")
-        .args(["--url", &url, "--topic", &topic, "--input"])
+        .args(["--url", &python_url, "--topic", &topic, "--input"])
         .arg(&file)
         .output()
         .await
@@ -358,6 +374,16 @@ async fn python_notifier_to_rust_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_notifier_to_python_listener() {
+    rust_to_python(false).await;
+}
+
+/// `kombu_compression=gzip` on the Rust side: kombu decompresses by the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_rust_notifications_to_a_python_listener() {
+    rust_to_python(true).await;
+}
+
+async fn rust_to_python(compressed: bool) {
     let Some((python, url)) = python_and_broker() else {
         return;
     };
@@ -382,7 +408,14 @@ async fn rust_notifier_to_python_listener() {
         wait_for_file(&ready, Duration::from_secs(60)).await,
         "the Python listener did not get ready"
     );
-    let transport = rabbit_support::transport(&url, "");
+    let transport = rabbit_support::transport(
+        &url,
+        if compressed {
+            "kombu_compression=gzip"
+        } else {
+            ""
+        },
+    );
     let notifier = Notifier::builder()
         .publisher_id("unused")
         .topic(&topic)
