@@ -87,6 +87,21 @@ step "cargo test --workspace (every tier: memory, Kafka mock, Kafka on Tansu, Ra
 cargo test --workspace --no-fail-fast -- --test-threads=2
 
 step "the crates package (cargo package builds each published crate from its packaged files)"
+# cargo verifies each packaged crate against the others as a local registry, and treats
+# registry crates as never changing for a given version: it extracts them once under
+# $CARGO_HOME/registry/src/-HASH/ and keeps their builds. On a machine that packaged an
+# earlier state of the same version, it would verify against those stale copies. Remove
+# the extracted copies of our crates and forget the builds made from them.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+target_dir=${CARGO_TARGET_DIR:-target}
+for crate in messaging-core driver-memory driver-kafka driver-rabbit messaging-telemetry messaging-cli; do
+    rm -rf "$cargo_home"/registry/src/-*/"$crate"-[0-9]*
+    for d in $(grep -l "registry/src/-" "$target_dir"/debug/deps/"${crate//-/_}"-*.d 2>/dev/null); do
+        hash=${d##*-}
+        hash=${hash%.d}
+        rm -rf "$target_dir/debug/.fingerprint/$crate-$hash" "$target_dir"/debug/deps/*"${crate//-/_}-$hash".* "$d"
+    done
+done
 cargo package --workspace --exclude integration-tests --exclude examples --quiet
 
 step "the demo runs"

@@ -54,7 +54,8 @@
 //! | `kombu_compression` | unset | `gzip`: compress bodies as kombu (zlib); received ones are decompressed by their header |
 //! | `connection_timeout` | 10 | one connection attempt to one host (seconds) |
 //! | `max_record_bytes` | 134217728 | largest record accepted (the broker's `max_message_size`); 0: no limit |
-//! | `rpc_response_timeout`, `heartbeat_rate` | 60, 3 | accepted for oslo configs; see docs/rabbit.md |
+//! | `rpc_response_timeout` | 60 | the default call timeout of an RPC client on this URL |
+//! | `heartbeat_rate` | 3 | accepted for oslo configs; see docs/rabbit.md |
 
 mod compression;
 mod connection;

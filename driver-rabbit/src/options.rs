@@ -46,7 +46,7 @@ pub(crate) const OPTIONS: &[OptionSpec] = &[
         "rpc_response_timeout",
         OptionKind::Seconds,
         Some("60"),
-        "accepted for oslo configs; the RPC client's own timeout applies to each call",
+        "the default call timeout of an RPC client on this URL (its with_timeout wins), in seconds",
     ),
     spec(
         "amqp_durable_queues",

@@ -194,16 +194,24 @@ pub struct RpcClient {
 }
 
 impl RpcClient {
-    /// A client for `target` on `transport`, with the default timeout (60 s).
-    /// Touches nothing on the transport until the first call or cast.
+    /// A client for `target` on `transport`, with the default timeout: the URL's
+    /// `rpc_response_timeout` (oslo's option, seconds) where the driver accepts it
+    /// (RabbitMQ), else 60 s. Touches nothing on the transport until the first call
+    /// or cast.
     pub fn new(transport: &Transport, target: Target) -> Self {
+        let timeout = transport
+            .url()
+            .query("rpc_response_timeout")
+            .and_then(|v| crate::options::parse_seconds(&v))
+            .filter(|t| !t.is_zero())
+            .unwrap_or(DEFAULT_TIMEOUT);
         RpcClient {
             shared: Arc::new(Shared {
                 transport: transport.clone(),
                 reply_queue: tokio::sync::Mutex::new(None),
             }),
             target,
-            timeout: DEFAULT_TIMEOUT,
+            timeout,
             serializer: None,
         }
     }
