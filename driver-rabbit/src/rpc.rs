@@ -98,22 +98,36 @@ impl RpcDriver for RabbitRpc {
             })
             .collect();
         let sent = self.publisher.publish(&publications).await;
+        // The replies are with the connection now. Their confirms are awaited on a task
+        // of their own, so that a server's loop goes on to its next requests instead of
+        // waiting a broker round trip per batch; a reply lost after this point ends in
+        // its caller's timeout, as every lost reply does (oslo waits for no confirm
+        // either).
         let mut first_error = None;
+        let mut confirms = Vec::with_capacity(sent.len());
         for (reply, outcome) in replies.iter().zip(sent) {
-            let result = match outcome {
-                Ok(confirm) => confirmed(confirm, || "a reply".to_owned()).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(()) => {}
-                // Returned: the caller's reply queue is gone (it gave up or left).
-                Err(e) if *e.kind() == ErrorKind::DeliveryFailed && !e.is_retryable() => {
-                    tracing::debug!(queue = %reply.reply_queue, "reply to a queue that is gone; dropped");
-                }
+            match outcome {
+                Ok(confirm) => confirms.push((reply.reply_queue.clone(), confirm)),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
+        }
+        if !confirms.is_empty() {
+            tokio::spawn(async move {
+                for (queue, confirm) in confirms {
+                    match confirmed(confirm, || "a reply".to_owned()).await {
+                        Ok(()) => {}
+                        // Returned: the caller's reply queue is gone (it gave up or left).
+                        Err(e) if *e.kind() == ErrorKind::DeliveryFailed && !e.is_retryable() => {
+                            tracing::debug!(%queue, "reply to a queue that is gone; dropped");
+                        }
+                        Err(e) => {
+                            tracing::warn!(%queue, error = %e, "an RPC reply was not confirmed; its caller times out");
+                        }
+                    }
+                }
+            });
         }
         first_error.map_or(Ok(()), Err)
     }
