@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use examples::{load_config, register_drivers, wait_for};
-use messaging_core::{Context, HandlerOutcome, NotificationEndpoint, NotificationListener, Target};
+use messaging_core::{Context, HandlerOutcome, NotificationEndpoint};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -27,12 +27,8 @@ async fn main() -> messaging_core::Result<()> {
     let transport = config.open_transport()?;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut builder = NotificationListener::builder(&transport);
-    for topic in &config.notifications.topics {
-        builder = builder.target(Target::new(topic.clone()));
-    }
     let listener = config
-        .apply_listener(builder)
+        .listener_builder(&transport)
         .endpoint(NotificationEndpoint::from_fn(move |n| {
             let tx = tx.clone();
             async move {

@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use examples::{load_config, register_drivers, wait_for};
 use messaging_core::rpc::{RemoteError, RpcEndpoint, RpcServer};
-use messaging_core::{
-    Context, HandlerOutcome, NotificationEndpoint, NotificationListener, Notifier, Target,
-};
+use messaging_core::{Context, HandlerOutcome, NotificationEndpoint, Notifier, Target};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -45,12 +43,8 @@ async fn main() -> messaging_core::Result<()> {
 
     // The audit service: a listener in its pool on the notification transport.
     let (seen, mut audit) = mpsc::unbounded_channel();
-    let mut builder = NotificationListener::builder(&notifications);
-    for topic in &config.notifications.topics {
-        builder = builder.target(Target::new(topic.clone()));
-    }
     let listener = config
-        .apply_listener(builder)
+        .listener_builder(&notifications)
         .endpoint(NotificationEndpoint::from_fn(move |n| {
             let seen = seen.clone();
             async move {

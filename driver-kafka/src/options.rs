@@ -69,23 +69,9 @@ pub mod names {
 
 use names::*;
 
-const fn spec(
-    name: &'static str,
-    kind: OptionKind,
-    default: Option<&'static str>,
-    help: &'static str,
-) -> OptionSpec {
-    OptionSpec {
-        name,
-        kind,
-        default,
-        help,
-    }
-}
-
 /// The option specs of the Kafka driver, oslo's first.
 pub static SPECS: &[OptionSpec] = &[
-    spec(
+    OptionSpec::new(
         KAFKA_MAX_FETCH_BYTES,
         OptionKind::Int {
             min: 1,
@@ -94,25 +80,25 @@ pub static SPECS: &[OptionSpec] = &[
         Some("1048576"),
         "largest amount of data fetched per partition and request, in bytes (max.partition.fetch.bytes)",
     ),
-    spec(
+    OptionSpec::new(
         KAFKA_CONSUMER_TIMEOUT,
         OptionKind::Seconds,
         Some("1.0"),
         "longest single wait of the consumer thread for records, in seconds",
     ),
-    spec(
+    OptionSpec::new(
         CONSUMER_GROUP,
         OptionKind::Text,
         Some("oslo_messaging_consumer"),
         "consumer group of listeners that have no pool",
     ),
-    spec(
+    OptionSpec::new(
         PRODUCER_BATCH_TIMEOUT,
         OptionKind::Seconds,
         Some("0.0"),
         "how long the producer waits for more records to fill a batch, in seconds (linger.ms)",
     ),
-    spec(
+    OptionSpec::new(
         PRODUCER_BATCH_SIZE,
         OptionKind::Int {
             min: 1,
@@ -121,19 +107,19 @@ pub static SPECS: &[OptionSpec] = &[
         Some("16384"),
         "most records in one produce batch (batch.num.messages)",
     ),
-    spec(
+    OptionSpec::new(
         COMPRESSION_CODEC,
         OptionKind::Choice(CODECS),
         Some("none"),
         "compression of produced batches",
     ),
-    spec(
+    OptionSpec::new(
         ENABLE_AUTO_COMMIT,
         OptionKind::Bool,
         Some("false"),
         "commit handled offsets every 5 s (true) instead of within 250 ms (false); only handled records are ever committed",
     ),
-    spec(
+    OptionSpec::new(
         MAX_POLL_RECORDS,
         OptionKind::Int {
             min: 1,
@@ -142,85 +128,85 @@ pub static SPECS: &[OptionSpec] = &[
         Some("500"),
         "most records fetched ahead of the listener; at that many, fetching waits for the listener",
     ),
-    spec(
+    OptionSpec::new(
         SECURITY_PROTOCOL,
         OptionKind::Choice(&["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"]),
         None,
         "PLAINTEXT (default), SASL_PLAINTEXT, SSL or SASL_SSL; implied by a kafka+ssl/+sasl/+sasl+ssl scheme, else SASL_PLAINTEXT when the URL has credentials",
     ),
-    spec(
+    OptionSpec::new(
         SASL_MECHANISM,
         OptionKind::Choice(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
         Some("PLAIN"),
         "SASL mechanism",
     ),
-    spec(
+    OptionSpec::new(
         SSL_CAFILE,
         OptionKind::Text,
         None,
         "CA certificate file (PEM) to verify the brokers",
     ),
-    spec(
+    OptionSpec::new(
         SSL_CLIENT_CERT_FILE,
         OptionKind::Text,
         None,
         "client certificate file (PEM)",
     ),
-    spec(
+    OptionSpec::new(
         SSL_CLIENT_KEY_FILE,
         OptionKind::Text,
         None,
         "client private key file (PEM)",
     ),
-    spec(
+    OptionSpec::new(
         SSL_CLIENT_KEY_PASSWORD,
         OptionKind::Text,
         None,
         "password of the client private key",
     ),
-    spec(
+    OptionSpec::new(
         ACKS,
         OptionKind::Choice(&["all", "-1", "1", "0"]),
         Some("all"),
         "acknowledgements the producer waits for (all needs every in-sync replica)",
     ),
-    spec(
+    OptionSpec::new(
         IDEMPOTENCE,
         OptionKind::Bool,
         Some("true"),
         "idempotent producer: librdkafka's internal retries never duplicate or reorder (needs acks=all)",
     ),
-    spec(
+    OptionSpec::new(
         LINGER,
         OptionKind::Seconds,
         None,
         "same as producer_batch_timeout, and wins over it",
     ),
-    spec(
+    OptionSpec::new(
         COMPRESSION,
         OptionKind::Choice(CODECS),
         None,
         "same as compression_codec, and wins over it",
     ),
-    spec(
+    OptionSpec::new(
         AUTO_OFFSET_RESET,
         OptionKind::Choice(&["earliest", "latest"]),
         Some("earliest"),
         "where a pool without a committed position starts",
     ),
-    spec(
+    OptionSpec::new(
         DELIVERY_TIMEOUT,
         OptionKind::Seconds,
         Some("30"),
         "how long librdkafka tries to deliver one record before reporting failure, in seconds (message.timeout.ms; 0 = forever)",
     ),
-    spec(
+    OptionSpec::new(
         CREATE_TOPICS,
         OptionKind::Bool,
         Some("false"),
         "create missing topics through the admin API (listeners at start, the producer before its first send to a topic)",
     ),
-    spec(
+    OptionSpec::new(
         TOPIC_PARTITIONS,
         OptionKind::Int {
             min: 1,
@@ -229,14 +215,14 @@ pub static SPECS: &[OptionSpec] = &[
         Some("1"),
         "partitions of topics the driver creates",
     ),
-    spec(
+    OptionSpec::new(
         TOPIC_REPLICATION_FACTOR,
         OptionKind::Int { min: -1, max: 1000 },
         Some("-1"),
         "replication factor of topics the driver creates (-1: the broker's default)",
     ),
-    spec(CLIENT_ID, OptionKind::Text, None, "Kafka client.id"),
-    spec(
+    OptionSpec::new(CLIENT_ID, OptionKind::Text, None, "Kafka client.id"),
+    OptionSpec::new(
         MOCK_BROKERS,
         OptionKind::Int { min: 1, max: 16 },
         Some("1"),

@@ -16,171 +16,157 @@ pub const DEFAULT_PORT: u16 = 5672;
 /// RabbitMQ's default `max_message_size` (128 MiB).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 134_217_728;
 
-const fn spec(
-    name: &'static str,
-    kind: OptionKind,
-    default: Option<&'static str>,
-    help: &'static str,
-) -> OptionSpec {
-    OptionSpec {
-        name,
-        kind,
-        default,
-        help,
-    }
-}
-
 const fn int(min: i64, max: i64) -> OptionKind {
     OptionKind::Int { min, max }
 }
 
 /// Every option `rabbit://` understands, declared once.
 pub(crate) const OPTIONS: &[OptionSpec] = &[
-    spec(
+    OptionSpec::new(
         "control_exchange",
         OptionKind::Text,
         Some("openstack"),
         "the topic exchange for notifications and RPC ([DEFAULT] control_exchange)",
     ),
-    spec(
+    OptionSpec::new(
         "rpc_response_timeout",
         OptionKind::Seconds,
         Some("60"),
         "the default call timeout of an RPC client on this URL (its with_timeout wins), in seconds",
     ),
-    spec(
+    OptionSpec::new(
         "amqp_durable_queues",
         OptionKind::Bool,
         Some("false"),
         "declare the exchange and the topic, server and notification queues durable",
     ),
-    spec(
+    OptionSpec::new(
         "amqp_auto_delete",
         OptionKind::Bool,
         Some("false"),
         "declare the exchange and the topic, server and notification queues auto-delete",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_qos_prefetch_count",
         int(0, 65_535),
         Some("0"),
         "most unacknowledged deliveries per consumer (0: 1000; oslo: no limit)",
     ),
-    spec(
+    OptionSpec::new(
         "heartbeat_timeout_threshold",
         int(0, 3_600),
         Some("60"),
         "AMQP heartbeat in seconds (0: off)",
     ),
-    spec(
+    OptionSpec::new(
         "heartbeat_rate",
         int(1, 100),
         Some("3"),
         "accepted for oslo configs (the client library checks heartbeats itself)",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_quorum_queue",
         OptionKind::Bool,
         Some("false"),
         "declare the topic, server and notification queues as quorum queues",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_transient_quorum_queue",
         OptionKind::Bool,
         Some("false"),
         "declare reply and fanout queues as quorum queues",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_quorum_delivery_limit",
         int(0, 2_147_483_647),
         Some("0"),
         "x-delivery-limit of quorum queues (0: not set)",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_quorum_max_memory_length",
         int(0, 2_147_483_647),
         Some("0"),
         "x-max-in-memory-length of quorum queues (0: not set)",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_quorum_max_memory_bytes",
         int(0, 2_147_483_647),
         Some("0"),
         "x-max-in-memory-bytes of quorum queues (0: not set)",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_transient_queues_ttl",
         int(0, 2_147_483),
         Some("1800"),
         "x-expires of reply and fanout queues, in seconds (0: none)",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_retry_interval",
         OptionKind::Seconds,
         Some("1"),
         "first wait before reconnecting, in seconds",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_retry_backoff",
         OptionKind::Seconds,
         Some("2"),
         "added to the wait after each failed reconnect, in seconds",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_interval_max",
         OptionKind::Seconds,
         Some("30"),
         "longest wait between reconnects, in seconds",
     ),
-    spec(
+    OptionSpec::new(
         "kombu_reconnect_delay",
         OptionKind::Seconds,
         Some("1.0"),
         "added to every reconnect wait, in seconds",
     ),
-    spec(
+    OptionSpec::new(
         "rabbit_login_method",
         OptionKind::Choice(&["AMQPLAIN", "PLAIN"]),
         Some("AMQPLAIN"),
         "SASL mechanism",
     ),
-    spec(
+    OptionSpec::new(
         "ssl",
         OptionKind::Bool,
         Some("false"),
         "connect with TLS (also a `+ssl` scheme suffix); the host name is checked",
     ),
-    spec(
+    OptionSpec::new(
         "ssl_ca_file",
         OptionKind::Text,
         None,
         "PEM file of the CAs that sign the broker's certificate (default: the system's)",
     ),
-    spec(
+    OptionSpec::new(
         "ssl_cert_file",
         OptionKind::Text,
         None,
         "PEM file of the client certificate (with ssl_key_file), for brokers that ask for one",
     ),
-    spec(
+    OptionSpec::new(
         "ssl_key_file",
         OptionKind::Text,
         None,
         "PEM file of the client certificate's private key (with ssl_cert_file)",
     ),
-    spec(
+    OptionSpec::new(
         "connection_timeout",
         OptionKind::Seconds,
         Some("10"),
         "how long one connection attempt to one host may take, in seconds",
     ),
-    spec(
+    OptionSpec::new(
         "kombu_compression",
         OptionKind::Choice(&["gzip"]),
         None,
         "compress bodies as kombu does for gzip (zlib, header compression: application/x-gzip); received bodies are decompressed by their header either way",
     ),
-    spec(
+    OptionSpec::new(
         "max_record_bytes",
         int(0, 2_147_483_647),
         Some("134217728"),

@@ -236,6 +236,16 @@ impl MessagingConfig {
         Ok(builder)
     }
 
+    /// A listener builder on `transport` for every topic of `[notifications]`, with
+    /// `[listener]` applied (add the endpoints).
+    pub fn listener_builder(&self, transport: &Transport) -> NotificationListenerBuilder {
+        let mut builder = crate::NotificationListener::builder(transport);
+        for topic in &self.notifications.topics {
+            builder = builder.target(crate::Target::new(topic.clone()));
+        }
+        self.apply_listener(builder)
+    }
+
     /// Apply `[listener]` to a listener builder (add targets and endpoints).
     pub fn apply_listener(
         &self,

@@ -44,6 +44,21 @@ pub struct OptionSpec {
 }
 
 impl OptionSpec {
+    /// A spec, for a driver's `static` table of options.
+    pub const fn new(
+        name: &'static str,
+        kind: OptionKind,
+        default: Option<&'static str>,
+        help: &'static str,
+    ) -> OptionSpec {
+        OptionSpec {
+            name,
+            kind,
+            default,
+            help,
+        }
+    }
+
     /// Check a value against this spec.
     pub fn validate(&self, value: &str) -> Result<()> {
         let bad = |allowed: String| {
