@@ -92,6 +92,9 @@ die() { log "ERROR: $*"; exit 1; }
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 scratch_root=${MESSAGING_SCRATCH_DIR:-/tmp/messaging-scratch}
 host=127.0.0.1
+# proc_alive, free_port, port_open
+# shellcheck source=broker-lib.sh
+source "$script_dir/broker-lib.sh"
 start_timeout=${RABBITMQ_START_TIMEOUT:-60}
 stop_timeout=${RABBITMQ_STOP_TIMEOUT:-15}
 rabbit_bin=/usr/lib/rabbitmq/bin
@@ -132,15 +135,6 @@ f_pid="$dir/node.pid"
 f_beam="$dir/beam.pid"
 f_epmd_pid="$dir/epmd.pid"
 out_log="$dir/node.out"
-
-# True if process $1 exists and is not a zombie (kill -0 succeeds on zombies).
-proc_alive() {
-    local pid=$1 state
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    [[ -r /proc/$pid/stat ]] || return 1
-    state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n $state && $state != Z && $state != X ]]
-}
 
 cmdline() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null; }
 
@@ -195,14 +189,6 @@ wait_gone() { # timeout_secs pid...
         ((SECONDS < deadline)) || return 1
         sleep 0.1
     done
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-port_open() {
-    timeout 1 bash -c "exec 3<>/dev/tcp/$host/$1" 2>/dev/null
 }
 
 # True when the port answers the AMQP 0-9-1 protocol header with a method frame

@@ -65,6 +65,9 @@ die() { log "ERROR: $*"; exit 1; }
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 scratch_root=${MESSAGING_SCRATCH_DIR:-/tmp/messaging-scratch}
 host=127.0.0.1
+# proc_alive, free_port, port_open
+# shellcheck source=broker-lib.sh
+source "$script_dir/broker-lib.sh"
 start_timeout=${TANSU_START_TIMEOUT:-60}
 
 usage() {
@@ -102,15 +105,6 @@ port_file="$dir/broker.port"
 storage_file="$dir/broker.storage"
 log_file="$dir/broker.log"
 
-# True if process $1 exists and is not a zombie (kill -0 succeeds on zombies).
-proc_alive() {
-    local pid=$1 state
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    [[ -r /proc/$pid/stat ]] || return 1
-    state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n $state && $state != Z && $state != X ]]
-}
-
 # True if $1 is a live tansu process (guards against a recycled pid in a stale pid file).
 is_tansu_alive() {
     proc_alive "$1" || return 1
@@ -131,26 +125,6 @@ wait_gone() { # pid timeout_secs
         ((SECONDS < deadline)) || return 1
         sleep 0.1
     done
-}
-
-free_port() {
-    if command -v python3 >/dev/null 2>&1; then
-        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-        return
-    fi
-    local p i
-    for i in $(seq 1 100); do
-        p=$((20000 + RANDOM % 40000))
-        if [[ -z $(ss -ltnH "sport = :$p" 2>/dev/null) ]]; then
-            echo "$p"
-            return
-        fi
-    done
-    die "could not find a free port"
-}
-
-port_open() {
-    timeout 1 bash -c "exec 3<>/dev/tcp/$host/$1" 2>/dev/null
 }
 
 # True unless we can tell that the listener on $2 belongs to another process than $1.

@@ -31,6 +31,12 @@ pub async fn receive_n(sub: &dyn Subscription, n: usize, timeout: Duration) -> V
     out
 }
 
+/// Whether a missing broker (or interpreter) must fail the real-broker tests instead
+/// of skipping them: `MESSAGING_REQUIRE_BROKER=1`, as the README's test command sets.
+pub fn broker_required() -> bool {
+    std::env::var("MESSAGING_REQUIRE_BROKER").is_ok_and(|v| v == "1")
+}
+
 /// Install the test log subscriber (`RUST_LOG`, default `warn`) once per process.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()

@@ -175,20 +175,20 @@ async fn python_client_calls_rust_servers() {
     transport.close(Duration::from_secs(10)).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_client_calls_a_python_server() {
-    let Some((python, url)) = python_and_broker() else {
-        return;
-    };
-    let scratch = Scratch::new();
+/// `tests/interop/oslo_rpc_server.py` as server `p1` on `topic`, once it is serving.
+async fn python_rpc_server(
+    python: &std::path::Path,
+    url: &str,
+    topic: &str,
+    scratch: &Scratch,
+) -> tokio::process::Child {
     let ready = scratch.path("ready");
-    let topic = unique("rpc-rust-to-py");
-    let server = python_command(&python, "oslo_rpc_server.py")
+    let server = python_command(python, "oslo_rpc_server.py")
         .args([
             "--url",
-            &url,
+            url,
             "--topic",
-            &topic,
+            topic,
             "--server",
             "p1",
             "--ready-file",
@@ -200,6 +200,17 @@ async fn rust_client_calls_a_python_server() {
         wait_for_file(&ready, Duration::from_secs(60)).await,
         "the Python server did not get ready"
     );
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_calls_a_python_server() {
+    let Some((python, url)) = python_and_broker() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let topic = unique("rpc-rust-to-py");
+    let server = python_rpc_server(&python, &url, &topic, &scratch).await;
     let transport = rabbit_support::transport(&url, "");
     let client =
         RpcClient::new(&transport, Target::new(&topic)).with_timeout(Duration::from_secs(20));
@@ -522,25 +533,8 @@ async fn python_and_rust_servers_share_one_clients_calls() {
         return;
     };
     let scratch = Scratch::new();
-    let ready = scratch.path("ready");
     let topic = unique("rpc-shared-topic");
-    let py = python_command(&python, "oslo_rpc_server.py")
-        .args([
-            "--url",
-            &url,
-            "--topic",
-            &topic,
-            "--server",
-            "p1",
-            "--ready-file",
-        ])
-        .arg(&ready)
-        .spawn()
-        .expect("the Python server starts");
-    assert!(
-        wait_for_file(&ready, Duration::from_secs(60)).await,
-        "the Python server did not get ready"
-    );
+    let py = python_rpc_server(&python, &url, &topic, &scratch).await;
     let transport = rabbit_support::transport(&url, "");
     // The Rust server's echo answers like the Python one: the arguments and its name.
     let served_by_rust: Arc<Mutex<Vec<i64>>> = Arc::default();

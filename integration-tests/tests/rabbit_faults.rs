@@ -150,30 +150,54 @@ async fn listener(t: &Transport, topic: &str, c: &Collector) -> NotificationList
     l
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_connection_closed_by_the_broker_listener_and_notifier_recover() {
+/// Wait until every id of `0..n` arrived (at least once); returns how often each did.
+async fn all_arrive(c: &Collector, n: u64, why: &str) -> BTreeMap<u64, usize> {
+    integration_tests::support::eventually(Duration::from_secs(30), || counts(c).len() as u64 == n)
+        .await;
+    let got = counts(c);
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        (0..n).collect::<Vec<_>>(),
+        "{why}"
+    );
+    got
+}
+
+/// A listener gets 20 confirmed notifications; then the node is disturbed by
+/// `rabbitmqctl` with `ctl_args(topic)`; 20 more are sent (each confirmed) and every
+/// one of the 40 arrives: listener and notifier recovered by themselves.
+async fn listener_and_notifier_recover_from(
+    what: &str,
+    ctl_args: impl FnOnce(&str) -> Vec<String>,
+    why: &str,
+) {
     let Some(node) = node() else { return };
     let _turn = TURN.lock().await;
     let t = transport(&node);
-    let topic = unique("fault-close");
+    let topic = unique(what);
     let c = Collector::new();
     let l = listener(&t, &topic, &c).await;
     let n = notifier(&t, &topic);
     send_confirmed(&n, 0..20).await;
     assert_eq!(c.wait_for(20, Duration::from_secs(20)).await, 20);
-    node.run(&["ctl", "close_all_connections", "fault test"])
-        .await;
+    let args = ctl_args(&topic);
+    let mut run: Vec<&str> = vec!["ctl"];
+    run.extend(args.iter().map(String::as_str));
+    node.run(&run).await;
     send_confirmed(&n, 20..40).await;
-    integration_tests::support::eventually(Duration::from_secs(30), || counts(&c).len() == 40)
-        .await;
-    let got = counts(&c);
-    assert_eq!(
-        got.keys().copied().collect::<Vec<_>>(),
-        (0..40).collect::<Vec<_>>(),
-        "every confirmed notification arrives after the reconnect"
-    );
+    all_arrive(&c, 40, why).await;
     l.stop_and_wait().await.unwrap();
     t.close(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_closed_by_the_broker_listener_and_notifier_recover() {
+    listener_and_notifier_recover_from(
+        "fault-close",
+        |_| vec!["close_all_connections".into(), "fault test".into()],
+        "every confirmed notification arrives after the reconnect",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,14 +214,12 @@ async fn a_broker_killed_and_restarted_loses_no_confirmed_notification() {
     send_confirmed(&n, 50..60).await;
     let c = Collector::new();
     let l = listener(&t, &topic, &c).await;
-    integration_tests::support::eventually(Duration::from_secs(30), || counts(&c).len() == 60)
-        .await;
-    let got = counts(&c);
-    assert_eq!(
-        got.keys().copied().collect::<Vec<_>>(),
-        (0..60).collect::<Vec<_>>(),
-        "every notification confirmed before or after the restart arrives"
-    );
+    let got = all_arrive(
+        &c,
+        60,
+        "every notification confirmed before or after the restart arrives",
+    )
+    .await;
     assert!(
         got.values().all(|&k| k == 1),
         "nothing was redelivered: {got:?}"
@@ -206,32 +228,16 @@ async fn a_broker_killed_and_restarted_loses_no_confirmed_notification() {
     t.close(Duration::from_secs(10)).await.unwrap();
 }
 
+/// The broker cancels the listener's consumer; the notifier's declaration is stale:
+/// a returned notification is declared again and resent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_deleted_by_an_operator_is_declared_again_by_listener_and_notifier() {
-    let Some(node) = node() else { return };
-    let _turn = TURN.lock().await;
-    let t = transport(&node);
-    let topic = unique("fault-deleted");
-    let c = Collector::new();
-    let l = listener(&t, &topic, &c).await;
-    let n = notifier(&t, &topic);
-    send_confirmed(&n, 0..20).await;
-    assert_eq!(c.wait_for(20, Duration::from_secs(20)).await, 20);
-    // The broker cancels the listener's consumer; the notifier's declaration is stale.
-    node.run(&["ctl", "delete_queue", &format!("{topic}.info")])
-        .await;
-    // Each send is confirmed: a returned one is declared again and resent.
-    send_confirmed(&n, 20..40).await;
-    integration_tests::support::eventually(Duration::from_secs(30), || counts(&c).len() == 40)
-        .await;
-    let got = counts(&c);
-    assert_eq!(
-        got.keys().copied().collect::<Vec<_>>(),
-        (0..40).collect::<Vec<_>>(),
-        "what was sent after the deletion arrives"
-    );
-    l.stop_and_wait().await.unwrap();
-    t.close(Duration::from_secs(10)).await.unwrap();
+    listener_and_notifier_recover_from(
+        "fault-deleted",
+        |topic| vec!["delete_queue".into(), format!("{topic}.info")],
+        "what was sent after the deletion arrives",
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------
@@ -686,18 +692,7 @@ async fn a_dead_first_host_fails_over_to_the_second() {
     send_confirmed(&n, 0..5).await;
     assert_eq!(c.wait_for(5, Duration::from_secs(20)).await, 5);
     assert_eq!(counts(&c).len(), 5);
-    let server = RpcServer::builder(&t, Target::new(&topic).with_server("s"))
-        .endpoint(demo_endpoint())
-        .build()
-        .unwrap();
-    server.start().await.unwrap();
-    let client = RpcClient::new(&t, Target::new(&topic)).with_timeout(Duration::from_secs(10));
-    let sum = client
-        .call_json(&Context::new(), "add", json!({"a": 40, "b": 2}))
-        .await
-        .unwrap();
-    assert_eq!(sum, json!(42));
-    server.stop_and_wait().await.unwrap();
+    rabbit_support::a_call_is_answered(&t, &topic).await;
     l.stop_and_wait().await.unwrap();
     t.close(Duration::from_secs(10)).await.unwrap();
 }

@@ -13,8 +13,6 @@ mod rabbit_support;
 use std::time::Duration;
 
 use integration_tests::support::{unique, Collector};
-use messaging_core::rpc::demo::demo_endpoint;
-use messaging_core::rpc::{RpcClient, RpcServer};
 use messaging_core::{Context, ErrorKind, NotificationListener, Notifier, Target, Transport};
 use serde_json::json;
 
@@ -85,19 +83,7 @@ async fn notifications_and_calls_go_over_tls_with_the_brokers_ca() {
     }
     assert_eq!(c.wait_for(5, Duration::from_secs(20)).await, 5);
 
-    let server = RpcServer::builder(&t, Target::new(format!("{topic}-rpc")))
-        .endpoint(demo_endpoint())
-        .build()
-        .unwrap();
-    server.start().await.unwrap();
-    let client = RpcClient::new(&t, Target::new(format!("{topic}-rpc")))
-        .with_timeout(Duration::from_secs(20));
-    let sum = client
-        .call_json(&Context::new(), "add", json!({"a": 40, "b": 2}))
-        .await
-        .unwrap();
-    assert_eq!(sum, json!(42));
-    server.stop_and_wait().await.unwrap();
+    rabbit_support::a_call_is_answered(&t, &format!("{topic}-rpc")).await;
     l.stop_and_wait().await.unwrap();
     t.close(Duration::from_secs(10)).await.unwrap();
 }

@@ -6,23 +6,14 @@
 
 mod support;
 
-use support::{messaging, text};
+use support::{bench_raw, broker_env, messaging, text};
 
 const SETTINGS: &str =
     "create_topics=true&delivery_timeout=10&rdkafka.consumer.session.timeout.ms=6000\
 &rdkafka.consumer.heartbeat.interval.ms=1000&rdkafka.topic.metadata.refresh.interval.ms=2000";
 
 fn broker_url() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(s) if !s.trim().is_empty() => Some(format!("kafka://{}?{SETTINGS}", s.trim())),
-        _ if std::env::var("MESSAGING_REQUIRE_BROKER").is_ok_and(|v| v == "1") => {
-            panic!("MESSAGING_REQUIRE_BROKER=1 but KAFKA_BOOTSTRAP_SERVERS is not set")
-        }
-        _ => {
-            eprintln!("CLI Kafka test skipped: set KAFKA_BOOTSTRAP_SERVERS=host:port");
-            None
-        }
-    }
+    broker_env("KAFKA_BOOTSTRAP_SERVERS", "host:port").map(|s| format!("kafka://{s}?{SETTINGS}"))
 }
 
 #[test]
@@ -91,41 +82,6 @@ fn send_then_listen_in_another_process() {
 #[test]
 fn bench_raw_compares_the_framework_with_rdkafka() {
     let Some(url) = broker_url() else { return };
-    let out = messaging(&[
-        "bench",
-        "--url",
-        &url,
-        "--raw",
-        "--rounds",
-        "2",
-        "--count",
-        "500",
-        "--payload-size",
-        "100",
-        "--timeout",
-        "120",
-        "--json",
-    ]);
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench: {stdout}\n{}",
-        text(&out.stderr)
-    );
-    assert!(stdout.contains("median over  2 pairs"), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap()).expect("a JSON report last");
-    assert_eq!(report["framework"]["count"], 500);
-    assert_eq!(
-        report["raw"]["record_bytes"], report["framework"]["record_bytes"],
-        "the baseline sends records of the framework's encoded size"
-    );
-    let rounds = report["rounds"].as_array().unwrap();
-    assert_eq!(rounds.len(), 2);
-    assert_eq!(rounds[0]["raw_first"], false);
-    assert_eq!(rounds[1]["raw_first"], true);
-    for key in ["notify_vs_raw", "delivered_vs_raw", "end_to_end_vs_raw"] {
-        let v = report[key].as_f64().unwrap();
-        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
-    }
+    let (report, _) = bench_raw(&url);
+    assert_eq!(report["baseline"], "rdkafka");
 }

@@ -9,16 +9,11 @@ use std::process::Stdio;
 use serde_json::Value;
 use tokio::process::Command;
 
-/// Whether a missing broker or interpreter must fail the tests instead of skipping them.
-pub fn required() -> bool {
-    std::env::var("MESSAGING_REQUIRE_BROKER").is_ok_and(|v| v == "1")
-}
-
 /// The venv interpreter, or `None` (skip) / a panic under `MESSAGING_REQUIRE_BROKER=1`.
 pub fn python() -> Option<PathBuf> {
     match std::env::var("MESSAGING_INTEROP_PYTHON") {
         Ok(p) if !p.trim().is_empty() => Some(PathBuf::from(p.trim())),
-        _ if required() => panic!(
+        _ if integration_tests::support::broker_required() => panic!(
             "MESSAGING_REQUIRE_BROKER=1 but MESSAGING_INTEROP_PYTHON is not set: \
              export MESSAGING_INTEROP_PYTHON=$(scripts/python-env.sh)"
         ),

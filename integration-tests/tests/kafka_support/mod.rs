@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use messaging_core::{DriverRegistry, Transport, TransportUrl};
 
-pub use integration_tests::support::{eventually, init_tracing, unique};
+pub use integration_tests::support::{broker_required, eventually, init_tracing, unique};
 
 /// Client settings that keep tests fast and reliable on Tansu (docs: test-broker.md):
 /// the same session timeout everywhere, quick heartbeats and metadata refreshes, and a
@@ -19,11 +19,6 @@ pub use integration_tests::support::{eventually, init_tracing, unique};
 pub const TEST_CLIENT_SETTINGS: &str = "create_topics=true&delivery_timeout=10\
 &rdkafka.consumer.session.timeout.ms=6000&rdkafka.consumer.heartbeat.interval.ms=1000\
 &rdkafka.consumer.max.poll.interval.ms=10000&rdkafka.topic.metadata.refresh.interval.ms=2000";
-
-/// Whether a missing broker must fail the tests instead of skipping them.
-pub fn broker_required() -> bool {
-    std::env::var("MESSAGING_REQUIRE_BROKER").is_ok_and(|v| v == "1")
-}
 
 /// The bootstrap servers of the broker to test against, if any (see the module docs).
 pub fn bootstrap_servers() -> Option<String> {

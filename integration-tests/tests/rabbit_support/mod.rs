@@ -12,12 +12,7 @@ use std::sync::OnceLock;
 
 use messaging_core::{DriverRegistry, Transport, TransportUrl};
 
-pub use integration_tests::support::{eventually, init_tracing, unique};
-
-/// Whether a missing broker must fail the tests instead of skipping them.
-pub fn broker_required() -> bool {
-    std::env::var("MESSAGING_REQUIRE_BROKER").is_ok_and(|v| v == "1")
-}
+pub use integration_tests::support::{broker_required, eventually, init_tracing, unique};
 
 /// The URL of the broker to test against, if any (see the module docs).
 pub fn broker_url() -> Option<String> {
@@ -75,6 +70,28 @@ pub fn url_with(base: &str, query: &str) -> String {
     }
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}{query}")
+}
+
+/// A demo RPC server on `topic` over `t` answers `add(40, 2)` with 42.
+pub async fn a_call_is_answered(t: &Transport, topic: &str) {
+    use messaging_core::rpc::{demo::demo_endpoint, RpcClient, RpcServer};
+    let server = RpcServer::builder(t, messaging_core::Target::new(topic).with_server("s"))
+        .endpoint(demo_endpoint())
+        .build()
+        .unwrap();
+    server.start().await.unwrap();
+    let client = RpcClient::new(t, messaging_core::Target::new(topic))
+        .with_timeout(std::time::Duration::from_secs(20));
+    let sum = client
+        .call_json(
+            &messaging_core::Context::new(),
+            "add",
+            serde_json::json!({"a": 40, "b": 2}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sum, serde_json::json!(42));
+    server.stop_and_wait().await.unwrap();
 }
 
 /// A registry with the RabbitMQ driver only.

@@ -82,6 +82,46 @@ pub(crate) struct RawReport {
     pub(crate) end_to_end_per_sec: f64,
 }
 
+/// Wait up to `timeout` for a baseline's consumer task, which returns how many
+/// records it consumed.
+pub(crate) async fn consumed_within(
+    consume: tokio::task::JoinHandle<u64>,
+    timeout: Duration,
+) -> Result<u64> {
+    tokio::time::timeout(timeout, consume)
+        .await
+        .map_err(|_| {
+            Error::timeout(format!(
+                "raw baseline: not every record was consumed within {timeout:?}"
+            ))
+        })?
+        .map_err(|e| Error::new(ErrorKind::Internal, "raw consumer task").with_source(e))
+}
+
+impl RawReport {
+    /// The rates of a raw run of `count` records that took `secs` (to produce, to be
+    /// acknowledged, to be consumed), once the consumer got all `consumed` of them.
+    pub(crate) fn of(
+        record_bytes: usize,
+        count: u64,
+        consumed: u64,
+        [produce, delivered, e2e]: [f64; 3],
+    ) -> Result<RawReport> {
+        if consumed < count {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("raw baseline consumed {consumed} of {count}"),
+            ));
+        }
+        Ok(RawReport {
+            record_bytes,
+            produce_per_sec: count as f64 / produce,
+            delivered_per_sec: count as f64 / delivered,
+            end_to_end_per_sec: count as f64 / e2e,
+        })
+    }
+}
+
 /// Framework/raw ratios of one pair of runs.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub(crate) struct Ratios {

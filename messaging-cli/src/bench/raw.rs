@@ -11,7 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 
-use super::compare::RawReport;
+use super::compare::{consumed_within, RawReport};
 
 fn kafka_error(what: &str, e: rdkafka::error::KafkaError) -> Error {
     Error::new(ErrorKind::Transport, format!("raw baseline: {what}")).with_source(e)
@@ -109,28 +109,15 @@ pub(crate) async fn measure(
         }
     }
     let delivered_secs = started.elapsed().as_secs_f64();
-    let consumed = tokio::time::timeout(timeout, consume)
-        .await
-        .map_err(|_| {
-            Error::timeout(format!(
-                "raw baseline: not every record was consumed within {timeout:?}"
-            ))
-        })?
-        .map_err(|e| Error::new(ErrorKind::Internal, "raw consumer task").with_source(e))?;
+    let consumed = consumed_within(consume, timeout).await?;
     let e2e_secs = started.elapsed().as_secs_f64();
     producer
         .flush(Duration::from_secs(10))
         .map_err(|e| kafka_error("flush", e))?;
-    if consumed < count {
-        return Err(Error::new(
-            ErrorKind::Internal,
-            format!("raw baseline consumed {consumed} of {count}"),
-        ));
-    }
-    Ok(RawReport {
+    RawReport::of(
         record_bytes,
-        produce_per_sec: count as f64 / produce_secs,
-        delivered_per_sec: count as f64 / delivered_secs,
-        end_to_end_per_sec: count as f64 / e2e_secs,
-    })
+        count,
+        consumed,
+        [produce_secs, delivered_secs, e2e_secs],
+    )
 }

@@ -26,7 +26,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 use messaging_core::{Error, ErrorKind, Result, TransportUrl};
 
-use super::compare::RawReport;
+use super::compare::{consumed_within, RawReport};
 
 fn amqp_error(what: &str, e: lapin::Error) -> Error {
     Error::new(ErrorKind::Transport, format!("raw baseline: {what}: {e}")).with_source(e)
@@ -205,14 +205,7 @@ pub(crate) async fn measure(
         }
     }
     let delivered_secs = started.elapsed().as_secs_f64();
-    let consumed = tokio::time::timeout(timeout, consume)
-        .await
-        .map_err(|_| {
-            Error::timeout(format!(
-                "raw baseline: not every record was consumed within {timeout:?}"
-            ))
-        })?
-        .map_err(|e| Error::new(ErrorKind::Internal, "raw consumer task").with_source(e))?;
+    let consumed = consumed_within(consume, timeout).await?;
     let e2e_secs = started.elapsed().as_secs_f64();
     // The consumer task dropped its sender: the ack task ends once all are sent.
     let _ = tokio::time::timeout(Duration::from_secs(30), acks).await;
@@ -223,16 +216,10 @@ pub(crate) async fn measure(
     let _ = cch.close(200, "done".into()).await;
     let _ = publisher_connection.close(200, "done".into()).await;
     let _ = consumer_connection.close(200, "done".into()).await;
-    if consumed < count {
-        return Err(Error::new(
-            ErrorKind::Internal,
-            format!("raw baseline consumed {consumed} of {count}"),
-        ));
-    }
-    Ok(RawReport {
+    RawReport::of(
         record_bytes,
-        produce_per_sec: count as f64 / produce_secs,
-        delivered_per_sec: count as f64 / delivered_secs,
-        end_to_end_per_sec: count as f64 / e2e_secs,
-    })
+        count,
+        consumed,
+        [produce_secs, delivered_secs, e2e_secs],
+    )
 }
