@@ -113,23 +113,22 @@ impl Inbox {
         Ok(out)
     }
 
-    fn acker(&self, tag: u64) -> Option<Acker> {
-        self.ackers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&tag)
+    /// The ackers of `tags` (under one lock); a tag of a lost channel has none.
+    fn take_ackers(&self, tags: Vec<u64>) -> Vec<Acker> {
+        let mut ackers = self.ackers.lock().unwrap_or_else(|e| e.into_inner());
+        tags.into_iter().filter_map(|t| ackers.remove(&t)).collect()
     }
 
     /// Acknowledge: the broker forgets the delivery. One whose channel was lost
     /// meanwhile comes again (at least once); that is logged, not an error.
     pub(crate) async fn ack(&self, tags: Vec<u64>) {
-        let ackers: Vec<Acker> = tags.into_iter().filter_map(|t| self.acker(t)).collect();
+        let ackers = self.take_ackers(tags);
         ack_all(ackers).await;
     }
 
     /// [`Inbox::ack`] on a task of its own: returns at once.
     pub(crate) fn ack_detached(&self, tags: Vec<u64>) {
-        let ackers: Vec<Acker> = tags.into_iter().filter_map(|t| self.acker(t)).collect();
+        let ackers = self.take_ackers(tags);
         if ackers.is_empty() {
             return;
         }
@@ -138,7 +137,7 @@ impl Inbox {
 
     /// Reject with requeue: the broker delivers it again.
     pub(crate) async fn requeue(&self, tags: Vec<u64>) {
-        let ackers: Vec<Acker> = tags.into_iter().filter_map(|t| self.acker(t)).collect();
+        let ackers = self.take_ackers(tags);
         let rejects = ackers
             .iter()
             .map(|a| a.reject(BasicRejectOptions { requeue: true }));
