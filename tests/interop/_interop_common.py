@@ -49,6 +49,22 @@ def init_oslo_config():
     return cfg.CONF
 
 
+def load_json_objects(path, what, item):
+    """The JSON list of objects in file `path` ("-": stdin); ValueError naming
+    `what` (the list) or `item` (an entry) when it is not one."""
+    if path == "-":
+        data = json.load(sys.stdin)
+    else:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    if not isinstance(data, list):
+        raise ValueError("%s must be a JSON list" % what)
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise ValueError("%s %d is not an object" % (item, i))
+    return data
+
+
 def emit(obj):
     """Print one compact JSON line on stdout and flush it (thread safe)."""
     line = json.dumps(obj, sort_keys=False, separators=(",", ":"))

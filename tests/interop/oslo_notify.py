@@ -201,16 +201,8 @@ _METHODS = {"audit": "audit", "debug": "debug", "info": "info", "warn": "warn",
 
 
 def _load_input(path):
-    if path == "-":
-        data = json.load(sys.stdin)
-    else:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    if not isinstance(data, list):
-        raise ValueError("input must be a JSON list")
+    data = common.load_json_objects(path, "input", "item")
     for i, n in enumerate(data):
-        if not isinstance(n, dict):
-            raise ValueError("item %d is not an object" % i)
         prio = str(n.get("priority", "")).lower()
         if prio not in _METHODS:
             raise ValueError("item %d: bad priority %r" % (i, n.get("priority")))

@@ -63,16 +63,8 @@ KINDS = ("call", "cast", "fanout", "sleep")
 
 
 def _load(path):
-    if path == "-":
-        data = json.load(sys.stdin)
-    else:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    if not isinstance(data, list):
-        raise ValueError("requests must be a JSON list")
+    data = common.load_json_objects(path, "requests", "request")
     for i, r in enumerate(data):
-        if not isinstance(r, dict):
-            raise ValueError("request %d is not an object" % i)
         kind = r.get("kind", "call")
         if kind not in KINDS:
             raise ValueError("request %d: bad kind %r" % (i, kind))
