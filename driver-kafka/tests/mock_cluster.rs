@@ -418,3 +418,172 @@ async fn a_delivery_timeout_is_outcome_unknown_and_never_resent() {
     sub.close(Duration::from_secs(10)).await.unwrap();
     t.close(Duration::from_secs(5)).await.unwrap();
 }
+
+/// A listener on `topic` in `pool`, from the earliest record, that records into
+/// `seen` and copies what it skips to `dlq` with the `retry` budget.
+async fn dead_lettering_listener(
+    t: &Transport,
+    topic: &str,
+    (dlq, retry): (&str, Retry),
+    pool: &str,
+    seen: &Seen,
+) -> NotificationListener {
+    let seen = seen.clone();
+    let listener = NotificationListener::builder(t)
+        .target(Target::new(topic))
+        .endpoint(NotificationEndpoint::from_fn(move |n| {
+            let seen = seen.clone();
+            async move {
+                seen.add(&n);
+                Ok(HandlerOutcome::Handled)
+            }
+        }))
+        .pool(pool)
+        .start_position(StartPosition::Earliest)
+        .dead_letter_topic(dlq)
+        .dead_letter_retry(retry)
+        .build()
+        .unwrap();
+    listener.start().await.unwrap();
+    listener
+}
+
+/// A dead-letter topic holding "0" and a source topic holding a foreign record
+/// ("junk") followed by notifications 0..`after`, all delivered before any fault.
+async fn foreign_record_then_notifications(
+    driver: &KafkaDriver,
+    t: &Transport,
+    after: i64,
+) -> (Arc<driver_kafka::MockKafka>, String, String) {
+    let (mock, dlq) = topic_with_first_record(driver, t, "dlq").await;
+    let topic = unique("dlq-src");
+    let wire = t.notification_topic(&topic, Priority::Info);
+    driver
+        .ensure_topics(std::slice::from_ref(&wire))
+        .await
+        .unwrap();
+    t.send(&wire, Bytes::from_static(b"junk"), Retry::Limited(3))
+        .await
+        .unwrap()
+        .delivered()
+        .await
+        .unwrap();
+    let n = notifier(t, &topic, Retry::Limited(3));
+    for i in 0..after {
+        n.info(&Context::new(), "after", &json!({ "i": i }))
+            .await
+            .unwrap()
+            .delivered()
+            .await
+            .unwrap();
+    }
+    (mock, dlq, topic)
+}
+
+/// The dead-letter topic's records, from the first, as text.
+async fn dead_letter_bodies(driver: &KafkaDriver, dlq: &str, n: usize) -> Vec<String> {
+    let sub = subscribe_from_earliest(driver, dlq).await;
+    let got = receive_n(sub.as_ref(), n, Duration::from_secs(30)).await;
+    assert_nothing_more(sub.as_ref()).await;
+    sub.close(Duration::from_secs(10)).await.unwrap();
+    got.iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect()
+}
+
+/// Wait up to 60 s for `done` to hold of the listener's counters.
+async fn counters_until(
+    listener: &NotificationListener,
+    done: impl Fn(&messaging_core::ListenerCounters) -> bool,
+) -> messaging_core::ListenerCounters {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = listener.counters();
+        if done(&c) || tokio::time::Instant::now() >= deadline {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Produce errors while a skipped record is copied to the dead-letter topic: the
+/// transport retries the copy while the listener goes on handling what follows the
+/// record; the record is acknowledged once the copy is confirmed, and the copy is
+/// there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dead_letter_copy_is_retried_without_stalling_the_listener() {
+    let (driver, t) = mock("&delivery_timeout=1&idempotence=false&rdkafka.producer.retries=0");
+    let (mock, dlq, topic) = foreign_record_then_notifications(&driver, &t, 5).await;
+    let errors = vec![RespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 2000];
+    mock.request_errors(ApiKey::Produce, &errors).unwrap();
+
+    let seen = Seen::default();
+    let pool = unique("pool");
+    let listener =
+        dead_lettering_listener(&t, &topic, (&dlq, Retry::Limited(60)), &pool, &seen).await;
+    let handled = seen.wait_for(5, Duration::from_secs(30)).await;
+    assert_eq!(
+        handled.len(),
+        5,
+        "handled while the copy fails: {handled:?}"
+    );
+    let c = listener.counters();
+    assert_eq!(
+        (c.skipped, c.dead_lettered, c.dead_letter_failures),
+        (1, 0, 0),
+        "the copy is still being retried: {c:?}"
+    );
+    mock.clear_request_errors(ApiKey::Produce).unwrap();
+    let c = counters_until(&listener, |c| c.dead_lettered == 1).await;
+    assert_eq!((c.dead_lettered, c.dead_letter_failures), (1, 0), "{c:?}");
+    assert!(t.counters().retried >= 1, "{:?}", t.counters());
+    listener.stop_and_wait().await.unwrap();
+    assert_eq!(dead_letter_bodies(&driver, &dlq, 2).await, ["0", "junk"]);
+
+    // Acknowledged once copied: the pool's next member gets nothing of it.
+    let next = dead_lettering_listener(&t, &topic, (&dlq, Retry::Limited(0)), &pool, &seen).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(next.counters().received, 0, "{:?}", next.counters());
+    next.stop_and_wait().await.unwrap();
+    t.close(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A copy that still fails after its retry budget leaves the skipped record
+/// unacknowledged and counted, never lost: the pool's next member gets it again
+/// and copies it once the broker takes records again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_copy_that_keeps_failing_leaves_the_record_for_the_next_member() {
+    let (driver, t) = mock("&delivery_timeout=1&idempotence=false&rdkafka.producer.retries=0");
+    let (mock, dlq, topic) = foreign_record_then_notifications(&driver, &t, 1).await;
+    let errors = vec![RespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 2000];
+    mock.request_errors(ApiKey::Produce, &errors).unwrap();
+
+    let seen = Seen::default();
+    let pool = unique("pool");
+    let first = dead_lettering_listener(&t, &topic, (&dlq, Retry::Limited(1)), &pool, &seen).await;
+    let c = counters_until(&first, |c| c.dead_letter_failures == 1).await;
+    assert_eq!(
+        (c.skipped, c.dead_lettered, c.dead_letter_failures),
+        (1, 0, 1),
+        "{c:?}"
+    );
+    first.stop_and_wait().await.unwrap();
+    mock.clear_request_errors(ApiKey::Produce).unwrap();
+
+    let again = Seen::default();
+    let next = dead_lettering_listener(&t, &topic, (&dlq, Retry::Limited(10)), &pool, &again).await;
+    let c = counters_until(&next, |c| c.dead_lettered == 1).await;
+    assert_eq!(
+        (c.skipped, c.dead_lettered, c.dead_letter_failures),
+        (1, 1, 0),
+        "the record came back and was copied: {c:?}"
+    );
+    // Kafka commits only a contiguous prefix, so notification 0 (after the record
+    // left unacknowledged) comes back too: handled at least once in all, at most
+    // once by each member.
+    assert_eq!(seen.snapshot().get(&0), Some(&1));
+    assert!(again.snapshot().get(&0).copied().unwrap_or(0) <= 1);
+    next.stop_and_wait().await.unwrap();
+    assert_eq!(dead_letter_bodies(&driver, &dlq, 2).await, ["0", "junk"]);
+    t.close(Duration::from_secs(5)).await.unwrap();
+}

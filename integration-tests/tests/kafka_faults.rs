@@ -458,3 +458,122 @@ fn stalled_listener_pauses_and_resumes_in_order() {
         t.close(Duration::from_secs(10)).await.unwrap();
     });
 }
+
+/// A listener that copies what it skips to `dlq`, in `pool`, from the earliest record.
+async fn dead_lettering(
+    t: &Transport,
+    topic: &str,
+    dlq: &str,
+    pool: &str,
+    counts: &Counts,
+) -> NotificationListener {
+    let l = NotificationListener::builder(t)
+        .target(Target::new(topic))
+        .pool(pool)
+        .endpoint(counts.endpoint())
+        .start_position(StartPosition::Earliest)
+        .dead_letter_topic(dlq)
+        .dead_letter_retry(Retry::Limited(1))
+        .build()
+        .unwrap();
+    l.start().await.unwrap();
+    l
+}
+
+/// On a real broker, a copy to a dead-letter topic that does not exist yet (Tansu
+/// creates no topic by itself, and this transport does not either) fails: the
+/// skipped record stays unacknowledged and is counted, and the notification after
+/// it is handled meanwhile. Once the topic exists, the pool's next member gets the
+/// record again and copies it: it is on the dead-letter topic once.
+#[test]
+fn dead_letter_copy_fails_then_succeeds_once_the_topic_exists() {
+    kafka_support::init_tracing();
+    let Some(servers) = kafka_support::bootstrap_servers() else {
+        return skip(
+            "dead_letter_copy_fails_then_succeeds_once_the_topic_exists",
+            "no Kafka broker",
+        );
+    };
+    runtime().block_on(async {
+        // Creates the source topic (and later the dead-letter topic).
+        let admin = kafka_support::transport(&servers, "");
+        let topic = unique("dlq-src");
+        let dlq = unique("dlq");
+        let wire = admin.notification_topic(&topic, messaging_core::Priority::Info);
+        admin
+            .ensure_topics(std::slice::from_ref(&wire))
+            .await
+            .unwrap();
+        admin
+            .send(&wire, bytes::Bytes::from_static(b"junk"), Retry::Limited(3))
+            .await
+            .unwrap()
+            .delivered()
+            .await
+            .unwrap();
+        notifier(&admin, &topic)
+            .info(&Context::new(), "after", &json!({"i": 0}))
+            .await
+            .unwrap()
+            .delivered()
+            .await
+            .unwrap();
+
+        let registry = messaging_core::DriverRegistry::new();
+        registry.register(driver_kafka::factory());
+        let no_create = messaging_core::TransportUrl::parse(&format!(
+            "kafka://{servers}?delivery_timeout=2&rdkafka.consumer.session.timeout.ms=6000\
+             &rdkafka.consumer.heartbeat.interval.ms=1000"
+        ))
+        .unwrap();
+        let t = Transport::open_with(&registry, &no_create, &[]).unwrap();
+        let pool = unique("pool");
+        let counts = Counts::default();
+        let first = dead_lettering(&t, &topic, &dlq, &pool, &counts).await;
+        assert!(
+            eventually(Duration::from_secs(60), || first
+                .counters()
+                .dead_letter_failures
+                == 1)
+            .await,
+            "{:?}",
+            first.counters()
+        );
+        let c = first.counters();
+        assert_eq!((c.skipped, c.dead_lettered), (1, 0), "{c:?}");
+        assert_eq!(counts.snapshot().get(&0), Some(&1), "handled meanwhile");
+        first.stop_and_wait().await.unwrap();
+
+        admin
+            .ensure_topics(std::slice::from_ref(&dlq))
+            .await
+            .unwrap();
+        let next = dead_lettering(&t, &topic, &dlq, &pool, &counts).await;
+        assert!(
+            eventually(Duration::from_secs(60), || next.counters().dead_lettered
+                == 1)
+            .await,
+            "the record came back and was copied: {:?}",
+            next.counters()
+        );
+        assert_eq!(next.counters().dead_letter_failures, 0);
+        next.stop_and_wait().await.unwrap();
+
+        let sub = admin
+            .driver()
+            .subscribe(messaging_core::SubscriptionSpec {
+                topics: vec![dlq.clone()],
+                pool: Some(unique("pool")),
+                start: StartPosition::Earliest,
+            })
+            .await
+            .unwrap();
+        let copies =
+            integration_tests::support::receive_n(sub.as_ref(), 2, Duration::from_secs(10)).await;
+        let bodies: Vec<&[u8]> = copies.iter().map(|r| r.body.as_ref()).collect();
+        assert_eq!(bodies, vec![b"junk".as_slice()], "copied once");
+        sub.close(Duration::from_secs(10)).await.unwrap();
+        t.close(Duration::from_secs(10)).await.unwrap();
+        admin.close(Duration::from_secs(10)).await.unwrap();
+    });
+}

@@ -1,4 +1,5 @@
-//! Requeue, handler errors and panics, foreign records, the record size limit.
+//! Requeue, handler errors and panics, foreign records and their dead-letter copies,
+//! the record size limit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -6,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use messaging_core::{
     envelope, Context, ErrorKind, HandlerOutcome, NotificationEndpoint, NotificationListener,
-    Priority, Retry, Target,
+    Priority, Retry, StartPosition, SubscriptionSpec, Target,
 };
 use serde_json::json;
 
@@ -176,6 +177,109 @@ pub async fn foreign_records_are_skipped(h: Harness) {
     }
     assert_eq!(l.counters().skipped, 5);
     l.stop_and_wait().await.unwrap();
+    t.close(h.patience()).await.unwrap();
+}
+
+/// A skipped record is copied to the dead-letter topic and acknowledged only once
+/// the copy is confirmed: each foreign record is on the dead-letter topic once, the
+/// listener goes on, and its pool does not get the originals again.
+pub async fn foreign_records_are_dead_lettered_then_acknowledged(h: Harness) {
+    let t = h.transport().await;
+    let topic = unique("dlq-src");
+    let dlq = unique("dlq");
+    t.ensure_topics(std::slice::from_ref(&dlq))
+        .await
+        .expect("ensure_topics");
+    // Subscribed before anything is copied (a queue-based driver keeps only what
+    // arrives once its queue exists).
+    let dead = t
+        .driver()
+        .subscribe(SubscriptionSpec {
+            topics: vec![dlq.clone()],
+            pool: Some(unique("pool")),
+            start: StartPosition::Earliest,
+        })
+        .await
+        .expect("subscribe to the dead-letter topic");
+    let pool = unique("pool");
+    let dead_lettering = |got: &Collector| {
+        NotificationListener::builder(&t)
+            .target(Target::new(&topic))
+            .endpoint(got.endpoint())
+            .pool(&pool)
+            .dead_letter_topic(&dlq)
+            .build()
+            .expect("listener builds")
+    };
+    let got = Collector::new();
+    let l = dead_lettering(&got);
+    l.start().await.expect("listener starts");
+    let wire = t.notification_topic(&topic, Priority::Info);
+    let foreign: [&[u8]; 3] = [b"not json at all", br#"{"hello": "world"}"#, b"[1, 2"];
+    let n = notifier(&t, &[&topic]);
+    n.info(&Context::new(), "before", &json!({"i": 0}))
+        .await
+        .unwrap();
+    for body in foreign {
+        t.send(&wire, Bytes::from_static(body), Retry::Limited(3))
+            .await
+            .unwrap()
+            .delivered()
+            .await
+            .unwrap();
+    }
+    n.info(&Context::new(), "after", &json!({"i": 1}))
+        .await
+        .unwrap();
+    got.settle(2, h.patience(), h.quiet_period()).await;
+    assert_exactly_once(&got.indexes(), 2, "notifications around foreign records");
+
+    let mut copies = Vec::new();
+    let deadline = tokio::time::Instant::now() + h.patience();
+    while copies.len() < foreign.len() && tokio::time::Instant::now() < deadline {
+        let more = dead
+            .receive(10, std::time::Duration::from_millis(200))
+            .await
+            .expect("receive from the dead-letter topic");
+        copies.extend(more);
+    }
+    tokio::time::sleep(h.quiet_period()).await;
+    copies.extend(
+        dead.receive(10, std::time::Duration::from_millis(200))
+            .await
+            .expect("receive from the dead-letter topic"),
+    );
+    let mut copied: Vec<&[u8]> = copies.iter().map(|r| r.body.as_ref()).collect();
+    copied.sort();
+    let mut expected = foreign.to_vec();
+    expected.sort();
+    assert_eq!(copied, expected, "each foreign record copied once");
+    let tags: Vec<_> = copies.iter().map(|r| r.tag).collect();
+    dead.ack(&tags).await.expect("ack the copies");
+    dead.close(h.patience()).await.expect("close");
+    let counters = l.counters();
+    assert_eq!(
+        (
+            counters.skipped,
+            counters.dead_lettered,
+            counters.dead_letter_failures
+        ),
+        (3, 3, 0),
+        "{counters:?}"
+    );
+    l.stop_and_wait().await.unwrap();
+
+    // The originals were acknowledged: the pool's next member gets only what is new.
+    let again = Collector::new();
+    let next = dead_lettering(&again);
+    next.start().await.expect("listener starts");
+    n.info(&Context::new(), "probe", &json!({"i": 2}))
+        .await
+        .unwrap();
+    again.settle(1, h.patience(), h.quiet_period()).await;
+    assert_eq!(again.indexes(), vec![2], "only the new notification");
+    assert_eq!(next.counters().skipped, 0, "no foreign record came back");
+    next.stop_and_wait().await.unwrap();
     t.close(h.patience()).await.unwrap();
 }
 

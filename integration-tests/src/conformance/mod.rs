@@ -378,6 +378,7 @@ macro_rules! __conformance_cases {
             failures::handler_error_acknowledged_without_requeue [],
             failures::handler_panic_does_not_kill_listener [],
             failures::foreign_records_are_skipped [],
+            failures::foreign_records_are_dead_lettered_then_acknowledged [],
             failures::record_size_limit_is_exact [],
             batch::batch_sizes [],
             batch::batch_timeout [],

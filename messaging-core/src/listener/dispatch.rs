@@ -50,6 +50,7 @@ impl Dispatch {
 pub(crate) struct ListenerSettings {
     pub(crate) allow_requeue: bool,
     pub(crate) dead_letter_topic: Option<String>,
+    pub(crate) dead_letter_retry: Retry,
 }
 
 /// Counters of one listener.
@@ -62,6 +63,7 @@ pub(crate) struct ListenerStats {
     pub(crate) skipped: AtomicU64,
     pub(crate) filtered: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
+    pub(crate) dead_letter_failures: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +72,12 @@ pub(crate) enum Verdict {
     Requeue,
 }
 
-/// What a dispatch decided: one record (no list to allocate) or a batch.
+/// What a dispatch decided: one record (no list to allocate), a batch, or a skipped
+/// record's copy to the dead-letter topic (whether the broker confirmed it).
 pub(crate) enum Settled {
     One(DeliveryTag, Verdict),
     Many(Vec<(DeliveryTag, Verdict)>),
+    DeadLettered { tag: DeliveryTag, copied: bool },
 }
 
 /// One started listener: its subscription, and what it settled but did not flush yet.
@@ -190,6 +194,27 @@ async fn dispatch_batch(
         .collect()
 }
 
+/// Copy a skipped record to the dead-letter topic `dlq` with the `retry` budget,
+/// and say whether the broker confirmed the copy.
+async fn copy_to_dead_letter(
+    transport: Transport,
+    dlq: String,
+    record: ReceivedRecord,
+    retry: Retry,
+) -> Settled {
+    let sent = match transport.send(&dlq, record.body.clone(), retry).await {
+        Ok(receipt) => receipt.delivered().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &sent {
+        tracing::error!(topic = %record.topic, dead_letter_topic = %dlq, error = %e, "could not copy a skipped record to the dead-letter topic; it stays unacknowledged and will be delivered again");
+    }
+    Settled::DeadLettered {
+        tag: record.tag,
+        copied: sent.is_ok(),
+    }
+}
+
 impl ListenerService {
     pub(crate) fn new(
         subscription: Box<dyn Subscription>,
@@ -211,28 +236,32 @@ impl ListenerService {
         }
     }
 
-    pub(crate) async fn skip_foreign(&self, record: &ReceivedRecord, error: &crate::Error) {
+    /// Skip a record that is not an oslo notification (or that a typed endpoint
+    /// cannot read): count and log it, and acknowledge it at once, or, with a
+    /// dead-letter topic, only once its copy there is confirmed (the copy is work in
+    /// flight, so the listener goes on dispatching meanwhile).
+    fn skip_foreign(
+        &mut self,
+        record: ReceivedRecord,
+        error: &crate::Error,
+        work: &mut InFlight<Settled>,
+    ) {
         self.stats.skipped.fetch_add(1, Ordering::Relaxed);
         let preview =
             String::from_utf8_lossy(&record.body[..record.body.len().min(120)]).into_owned();
         tracing::warn!(topic = %record.topic, error = %error, preview, "skipping a record that is not an oslo notification");
-        if let Some(dlq) = &self.settings.dead_letter_topic {
-            let sent = match self
-                .transport
-                .send(dlq, record.body.clone(), Retry::Limited(3))
-                .await
-            {
-                Ok(receipt) => receipt.delivered().await,
-                Err(e) => Err(e),
-            };
-            match sent {
-                Ok(()) => {
-                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::error!(topic = %dlq, error = %e, "could not copy a skipped record to the dead-letter topic")
-                }
-            }
+        let Some(dlq) = self.settings.dead_letter_topic.clone() else {
+            self.acks.push(record.tag);
+            return;
+        };
+        let copy = copy_to_dead_letter(
+            self.transport.clone(),
+            dlq,
+            record,
+            self.settings.dead_letter_retry,
+        );
+        if let Some(settled) = work.start(Box::pin(copy)) {
+            self.settle(settled);
         }
     }
 
@@ -304,8 +333,7 @@ impl Service for ListenerService {
         let notification = match decoded {
             Ok(n) => Arc::new(n),
             Err(e) => {
-                self.skip_foreign(&record, &e).await;
-                self.acks.push(record.tag);
+                self.skip_foreign(record, &e, work);
                 return;
             }
         };
@@ -339,6 +367,16 @@ impl Service for ListenerService {
     fn settle(&mut self, settled: Settled) {
         match settled {
             Settled::One(tag, verdict) => self.settle_one(tag, verdict),
+            Settled::DeadLettered { tag, copied: true } => {
+                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                self.acks.push(tag);
+            }
+            // Left unacknowledged: the transport delivers it again later.
+            Settled::DeadLettered { copied: false, .. } => {
+                self.stats
+                    .dead_letter_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             Settled::Many(items) => {
                 for (tag, verdict) in items {
                     self.settle_one(tag, verdict);

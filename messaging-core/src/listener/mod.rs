@@ -38,6 +38,7 @@ use crate::driver::{StartPosition, SubscriptionSpec};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::Lifecycle;
 use crate::priority::Priority;
+use crate::retry::Retry;
 use crate::service::{ServiceSettings, DEFAULT_STOP_TIMEOUT};
 use crate::transport::Transport;
 
@@ -45,6 +46,10 @@ pub use crate::target::Target;
 
 /// Default bound on handlers running at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+
+/// The default retry budget of a copy to the dead-letter topic: 10 retries, about
+/// 6.5 s of the transport's delivery backoff in all.
+pub const DEFAULT_DEAD_LETTER_RETRY: Retry = Retry::Limited(10);
 
 /// How long one receive from the subscription waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(100);
@@ -64,8 +69,13 @@ pub struct ListenerCounters {
     pub skipped: u64,
     /// Notifications no endpoint took (priority or filter).
     pub filtered: u64,
-    /// Skipped records copied to the dead-letter topic.
+    /// Skipped records copied to the dead-letter topic (and then acknowledged).
     pub dead_lettered: u64,
+    /// Skipped records whose copy to the dead-letter topic failed after its retry
+    /// budget ([`NotificationListenerBuilder::dead_letter_retry`]): left
+    /// unacknowledged, so the transport delivers them again (after a restart of the
+    /// listener, or to another member of its pool), never lost.
+    pub dead_letter_failures: u64,
 }
 
 /// Builds a [`NotificationListener`].
@@ -132,9 +142,27 @@ impl NotificationListenerBuilder {
         self
     }
 
-    /// Copy records that are not oslo notifications to this (full) topic name.
+    /// Copy records that are not oslo notifications (and payloads a typed endpoint
+    /// cannot read) to this (full) topic name. A skipped record is acknowledged only
+    /// once its copy is confirmed by the broker; the copy is sent while the listener
+    /// goes on dispatching (it takes one of the [`max_concurrency`] slots until it is
+    /// confirmed). A copy that still fails after its retry budget
+    /// ([`dead_letter_retry`]) leaves the original unacknowledged: it is counted
+    /// ([`ListenerCounters::dead_letter_failures`]), logged, and delivered again
+    /// later, never lost.
+    ///
+    /// [`max_concurrency`]: NotificationListenerBuilder::max_concurrency
+    /// [`dead_letter_retry`]: NotificationListenerBuilder::dead_letter_retry
     pub fn dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
         self.settings.dead_letter_topic = Some(topic.into());
+        self
+    }
+
+    /// The retry budget of each copy to the dead-letter topic (default
+    /// [`DEFAULT_DEAD_LETTER_RETRY`]), spent by the transport with its delivery
+    /// backoff (10 ms doubling up to 2 s between attempts).
+    pub fn dead_letter_retry(mut self, retry: Retry) -> Self {
+        self.settings.dead_letter_retry = retry;
         self
     }
 
@@ -252,6 +280,7 @@ impl NotificationListener {
             settings: ListenerSettings {
                 allow_requeue: false,
                 dead_letter_topic: None,
+                dead_letter_retry: DEFAULT_DEAD_LETTER_RETRY,
             },
             service: ServiceSettings {
                 max_concurrency: DEFAULT_MAX_CONCURRENCY,
@@ -316,6 +345,7 @@ impl NotificationListener {
             skipped: s.skipped.load(Ordering::Relaxed),
             filtered: s.filtered.load(Ordering::Relaxed),
             dead_lettered: s.dead_lettered.load(Ordering::Relaxed),
+            dead_letter_failures: s.dead_letter_failures.load(Ordering::Relaxed),
         }
     }
 }
