@@ -9,6 +9,8 @@ mod demo;
 mod listen;
 mod rpc;
 mod send;
+mod soak;
+mod stress;
 mod telemetry;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +58,16 @@ enum Command {
     Verify(telemetry::VerifyArgs),
     /// Publish one signed metering sample through a Ceilometer publisher URL.
     PublishSample(telemetry::PublishSampleArgs),
+    /// Soak a broker: notifiers and listener processes in two pools for a duration,
+    /// under faults, accounting for every message (lost, duplicated, latency, memory).
+    Soak(soak::SoakArgs),
+    /// Stress scenarios (a backlog drained by a new pool, one listener on many
+    /// topics, many notifiers at once, payloads up to the size limit), each with its
+    /// time and peak memory.
+    Stress(stress::StressArgs),
+    /// One listener process of a soak (started by `messaging soak`).
+    #[command(hide = true)]
+    SoakMember(soak::member::MemberArgs),
 }
 
 fn init_logging() {
@@ -100,6 +112,9 @@ fn main() -> std::process::ExitCode {
             Command::Sign(a) => telemetry::run_sign(a).await,
             Command::Verify(a) => telemetry::run_verify(a).await,
             Command::PublishSample(a) => telemetry::run_publish_sample(a).await,
+            Command::Soak(a) => soak::run(a).await,
+            Command::Stress(a) => stress::run(a).await,
+            Command::SoakMember(a) => soak::member::run(a).await,
         }
     });
     match result {

@@ -273,3 +273,47 @@ fn rpc_bench_reports_round_trips() {
     assert_eq!(report["calls"], 500);
     assert!(report["calls_per_sec"].as_f64().unwrap() > 0.0);
 }
+
+/// `messaging stress` runs every scenario and accounts for every notification: all
+/// received once, the largest payload within the record size limit intact, one
+/// byte more refused naming the limit's setting.
+#[test]
+fn stress_accounts_for_every_notification_of_each_scenario() {
+    let out = messaging(&[
+        "stress",
+        "--url",
+        "memory://?max_record_bytes=200000",
+        "--backlog",
+        "5000",
+        "--topics",
+        "12",
+        "--notifiers",
+        "50",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let names: Vec<&str> = scenarios
+        .iter()
+        .map(|s| s["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["backlog", "topics", "notifiers", "payloads"]);
+    let expected = [5000, 12 * 10, 50 * 20];
+    for (s, sent) in scenarios.iter().zip(expected) {
+        assert_eq!(s["sent"], sent, "{s}");
+        assert_eq!(s["received"], sent, "{s}");
+        assert_eq!((s["lost"].as_u64(), s["duplicates"].as_u64()), (Some(0), Some(0)), "{s}");
+        assert!(s["peak_rss_mib"].as_f64().unwrap() > 1.0, "{s}");
+    }
+    let payloads = &scenarios[3];
+    assert_eq!(payloads["lost"], 0, "{payloads}");
+    let d = &payloads["details"];
+    let largest = d["largest_payload_bytes"].as_u64().unwrap();
+    assert!((199_000..200_000).contains(&largest), "{d}");
+    assert_eq!(d["altered_payloads"], 0, "{d}");
+    assert!(d["refused_sizes"].as_u64().unwrap() >= 1, "{d}");
+    assert!(d["refusal"].as_str().unwrap().contains("max_record_bytes"), "{d}");
+}

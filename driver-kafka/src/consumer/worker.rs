@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use messaging_core::{Error, ErrorKind, ReceivedRecord, Result, StartPosition};
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
@@ -189,9 +189,12 @@ impl ConsumerContext for ConsumerCtx {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked = partitions(tpl);
+                let lost = consumer.assignment_lost();
+                if !lost {
+                    self.commit_acknowledged(consumer, &revoked);
+                }
                 self.forget(&revoked);
-                tracing::info!(group, partitions = ?revoked, lost = consumer.assignment_lost(), "partitions revoked");
-                // librdkafka commits the stored offsets of revoked partitions (auto-commit).
+                tracing::info!(group, partitions = ?revoked, lost, "partitions revoked");
                 let result = if cooperative {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -231,6 +234,37 @@ impl ConsumerContext for ConsumerCtx {
 }
 
 impl ConsumerCtx {
+    /// Partitions being revoked (not lost): commit what was acknowledged of them,
+    /// including acknowledgements the thread has not stored yet, before they go, so
+    /// that their next owner starts after every record this member handled.
+    fn commit_acknowledged(&self, consumer: &BaseConsumer<Self>, revoked: &[TopicPartition]) {
+        let pending: Vec<(TopicPartition, i64)> = {
+            let mut st = self.shared.lock();
+            revoked
+                .iter()
+                .filter_map(|tp| Some((tp.clone(), st.to_store.remove(tp)?)))
+                .collect()
+        };
+        if !pending.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (tp, offset) in &pending {
+                let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
+            }
+            if let Err(e) = consumer.store_offsets(&tpl) {
+                tracing::debug!(group = %self.shared.group, error = %e, "could not store offsets on revocation");
+            }
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(())
+            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(
+                group = %self.shared.group,
+                error = %e,
+                "committing on revocation failed; records handled since the last commit may be delivered again"
+            ),
+        }
+    }
+
     /// Revoked partitions: forget their bookkeeping and drop their undelivered records
     /// (the next owner fetches them again).
     fn forget(&self, revoked: &[TopicPartition]) {
