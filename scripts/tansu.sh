@@ -31,9 +31,9 @@
 # From then on every client must authenticate (`kafka://alice:secret@ADDR?sasl_mechanism=
 # SCRAM-SHA-512`); a wrong password is refused (librdkafka: "SASL authentication error").
 #
-# TLS: `tansu broker` 0.6.0 accepts --cert/--key but never uses them (tansu-broker 0.6.0
-# src/broker.rs builds the TLS acceptor into an unused `_acceptor`): it always serves
-# plain TCP, so this script offers no TLS.
+# TLS: `tansu broker` 0.6.0 lists --cert/--key but refuses them together (a clap
+# conflict) and never uses a TLS acceptor (tansu-broker 0.6.0 src/broker.rs keeps it in
+# an unused `_acceptor`): it always serves plain TCP, so this script offers no TLS.
 #
 # stdout carries only the result (address or dir); logs go to stderr.
 #

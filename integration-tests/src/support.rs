@@ -191,6 +191,13 @@ pub fn captured_logs() -> &'static CapturedLogs {
 #[derive(Clone, Default)]
 pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 
+impl std::fmt::Debug for CapturedLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.0.lock().unwrap_or_else(|e| e.into_inner()).len();
+        f.debug_struct("CapturedLogs").field("bytes", &len).finish()
+    }
+}
+
 impl CapturedLogs {
     /// Everything so far.
     pub fn text(&self) -> String {
