@@ -27,7 +27,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Who creates the topics: the mock cluster, an admin client of the brokers, or no one.
 /// (Not the core's `Target`, which names a topic to send to or listen on.)
-#[derive(Debug)]
 enum Creator {
     Mock(Arc<MockKafka>),
     Brokers {
@@ -36,6 +35,23 @@ enum Creator {
         client: Mutex<Option<Arc<AdminClient<LogContext>>>>,
     },
     Disabled,
+}
+
+impl std::fmt::Debug for Creator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Creator::Mock(mock) => f.debug_tuple("Mock").field(mock).finish(),
+            Creator::Brokers { config, client } => f
+                .debug_struct("Brokers")
+                .field("config", &crate::config::redacted(config))
+                .field(
+                    "client",
+                    &client.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+                )
+                .finish(),
+            Creator::Disabled => f.write_str("Disabled"),
+        }
+    }
 }
 
 /// Creates topics once per driver; remembers which ones exist.

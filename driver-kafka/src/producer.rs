@@ -62,7 +62,7 @@ impl fmt::Debug for KafkaProducer {
             State::Closed => "closed",
         };
         f.debug_struct("KafkaProducer")
-            .field("config", &self.config)
+            .field("config", &crate::config::redacted(&self.config))
             .field("state", &state)
             .finish()
     }

@@ -54,10 +54,11 @@ const COMPONENT: &AsciiSet = &CONTROLS
 
 /// Whether a query option (or driver setting) named `key` holds a secret, whose
 /// value `Display` and `Debug` show as `***`: its name contains `password`,
-/// `secret`, `token` or `sasl.oauthbearer` (any case).
+/// `secret`, `token`, `sasl.oauthbearer` or `key.pem` (an inline private key), in
+/// any case.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["password", "secret", "token", "sasl.oauthbearer"]
+    ["password", "secret", "token", "sasl.oauthbearer", "key.pem"]
         .iter()
         .any(|word| key.contains(word))
 }
