@@ -2,18 +2,38 @@
 # Start, stop and restart a throw-away Tansu 0.6.0 broker (Kafka protocol) on loopback.
 #
 # Usage:
-#   scripts/tansu.sh start   [--memory] [--name NAME]   prints HOST:PORT (127.0.0.1:PORT)
+#   scripts/tansu.sh start   [--memory] [--authentication] [--name NAME]
+#                                                       prints HOST:PORT (127.0.0.1:PORT)
 #   scripts/tansu.sh stop    [--name NAME] [--clean]    SIGTERM (SIGKILL after 10 s); --clean
 #                                                       also removes the instance's scratch dir
 #                                                       (otherwise kept for its log)
-#   scripts/tansu.sh restart [--name NAME]              kill -9, then start the SAME broker:
+#   scripts/tansu.sh restart [--name NAME] [--authentication|--no-authentication]
+#                                                       kill -9, then start the SAME broker:
 #                                                       same port, same storage (same sqlite
-#                                                       file), same log; prints HOST:PORT
+#                                                       file), same log; prints HOST:PORT.
+#                                                       Authentication stays as it was unless
+#                                                       a flag changes it (and is remembered)
 #   scripts/tansu.sh status  [--name NAME]              prints HOST:PORT; exit 1 if not running
 #   scripts/tansu.sh dir     [--name NAME]              prints the instance's scratch dir
 #   scripts/tansu.sh create-topic TOPIC [--partitions N] [--name NAME]
 #                                                       `tansu topic create` against the
 #                                                       running instance (default 1 partition)
+#   scripts/tansu.sh create-user USER PASSWORD [--mechanism scram256|scram512] [--name NAME]
+#                                                       `tansu user create` against the running
+#                                                       instance (default scram512)
+#
+# SASL SCRAM (SCRAM-SHA-256/512; sqlite storage only, Tansu 0.6.0 has no PLAIN): users are
+# created through the broker, which must not require authentication yet, then the broker
+# is restarted with --authentication on the same file:
+#   addr=$(scripts/tansu.sh start --name sec)
+#   scripts/tansu.sh create-user alice secret --mechanism scram512 --name sec
+#   scripts/tansu.sh restart --authentication --name sec
+# From then on every client must authenticate (`kafka://alice:secret@ADDR?sasl_mechanism=
+# SCRAM-SHA-512`); a wrong password is refused (librdkafka: "SASL authentication error").
+#
+# TLS: `tansu broker` 0.6.0 lists --cert/--key but refuses them together (a clap
+# conflict) and never uses a TLS acceptor (tansu-broker 0.6.0 src/broker.rs keeps it in
+# an unused `_acceptor`): it always serves plain TCP, so this script offers no TLS.
 #
 # stdout carries only the result (address or dir); logs go to stderr.
 #
@@ -24,6 +44,7 @@
 #   broker.log     the broker's stdout+stderr (appended to across restarts)
 #   broker.pid     the broker's pid      broker.port  its port
 #   broker.storage its --storage-engine URL
+#   broker.auth    present when the broker runs with --authentication
 # `start` refuses to run if that instance is already running; a stale instance dir (dead
 # broker) is wiped. Use distinct names for brokers that run at the same time.
 #
@@ -84,6 +105,9 @@ storage_kind=${TANSU_STORAGE:-sqlite}
 topic=""
 partitions=1
 clean=0
+auth=""          # "", on or off (start: off unless --authentication)
+mechanism=scram512
+args=()
 while (($#)); do
     case $1 in
         --name) [[ $# -ge 2 ]] || usage; name=$2; shift 2 ;;
@@ -91,10 +115,21 @@ while (($#)); do
         --memory) storage_kind=memory; shift ;;
         --sqlite) storage_kind=sqlite; shift ;;
         --partitions) [[ $# -ge 2 ]] || usage; partitions=$2; shift 2 ;;
+        --authentication) auth=on; shift ;;
+        --no-authentication) auth=off; shift ;;
+        --mechanism) [[ $# -ge 2 ]] || usage; mechanism=$2; shift 2 ;;
         --clean) clean=1; shift ;;
         -h|--help) usage ;;
         -*) die "unknown option $1" ;;
-        *) [[ $cmd == create-topic && -z $topic ]] || die "unexpected argument $1"; topic=$1; shift ;;
+        *)
+            if [[ $cmd == create-topic && -z $topic ]]; then
+                topic=$1
+            elif [[ $cmd == create-user && ${#args[@]} -lt 2 ]]; then
+                args+=("$1")
+            else
+                die "unexpected argument $1"
+            fi
+            shift ;;
     esac
 done
 [[ $name =~ ^[A-Za-z0-9._-]+$ ]] || die "bad instance name '$name'"
@@ -104,6 +139,7 @@ pid_file="$dir/broker.pid"
 port_file="$dir/broker.port"
 storage_file="$dir/broker.storage"
 log_file="$dir/broker.log"
+auth_file="$dir/broker.auth"
 
 # True if $1 is a live tansu process (guards against a recycled pid in a stale pid file).
 is_tansu_alive() {
@@ -151,12 +187,13 @@ tansu_bin() {
 # Launch the broker in the background (cwd = instance dir) and wait for its port.
 # Returns 0 when up; 1 when it died early (log tail printed); dies on timeout.
 launch() { # bin port storage_url
-    local bin=$1 port=$2 storage=$3 pid deadline
+    local bin=$1 port=$2 storage=$3 pid deadline auth_flags=()
+    [[ ! -f $auth_file ]] || auth_flags=(--authentication)
     if port_open "$port"; then
         log "port $port already accepts connections (another process owns it)"
         return 1
     fi
-    printf '=== %s: starting tansu on %s:%s storage %s\n' "$(date -u '+%F %T')" "$host" "$port" "$storage" >>"$log_file"
+    printf '=== %s: starting tansu on %s:%s storage %s %s\n' "$(date -u '+%F %T')" "$host" "$port" "$storage" "${auth_flags[*]}" >>"$log_file"
     (
         cd "$dir"
         export RUST_LOG=${RUST_LOG:-warn}
@@ -164,7 +201,8 @@ launch() { # bin port storage_url
         exec "$bin" broker \
             --listener-url "tcp://$host:$port" \
             --advertised-listener-url "tcp://$host:$port" \
-            --storage-engine "$storage"
+            --storage-engine "$storage" \
+            "${auth_flags[@]}"
     ) </dev/null >>"$log_file" 2>&1 &
     pid=$!
     echo "$pid" >"$pid_file"
@@ -196,7 +234,7 @@ launch() { # bin port storage_url
         rm -f "$pid_file"
         return 1
     fi
-    log "tansu pid $pid listening on $host:$port (storage $storage, dir $dir)"
+    log "tansu pid $pid listening on $host:$port (storage $storage${auth_flags:+, authentication required}, dir $dir)"
 }
 
 storage_url() {
@@ -216,6 +254,10 @@ do_start() {
     bin=$(tansu_bin)
     rm -rf "$dir"
     mkdir -p "$dir"
+    if [[ $auth == on ]]; then
+        [[ $storage_kind == sqlite ]] || die "--authentication needs sqlite storage (Tansu keeps SCRAM users there)"
+        : >"$auth_file"
+    fi
     for attempt in 1 2 3; do
         port=${TANSU_PORT:-$(free_port)}
         if launch "$bin" "$port" "$storage"; then
@@ -258,6 +300,12 @@ do_restart() {
         wait_gone "$pid" 10 || die "pid $pid survived SIGKILL"
         log "killed -9 pid $pid"
     fi
+    case $auth in
+        on)
+            [[ $storage == sqlite* ]] || die "--authentication needs sqlite storage (Tansu keeps SCRAM users there)"
+            : >"$auth_file" ;;
+        off) rm -f "$auth_file" ;;
+    esac
     printf '=== %s: kill -9 / restart\n' "$(date -u '+%F %T')" >>"$log_file"
     # The port should be free at once (tokio binds with SO_REUSEADDR); allow a few retries.
     deadline=$((SECONDS + 10))
@@ -283,6 +331,19 @@ do_create_topic() {
     "$bin" topic create "$topic" --broker "tcp://$host:$port" --partitions "$partitions" >&2
 }
 
+do_create_user() {
+    local bin port
+    [[ ${#args[@]} -eq 2 ]] || die "usage: tansu.sh create-user USER PASSWORD [--mechanism scram256|scram512]"
+    [[ $mechanism == scram256 || $mechanism == scram512 ]] || die "bad mechanism '$mechanism' (scram256|scram512)"
+    running_pid >/dev/null || die "instance '$name' is not running"
+    [[ ! -f $auth_file ]] || die "instance '$name' requires authentication: create users before \`restart --authentication\`"
+    [[ $(cat "$storage_file") == sqlite* ]] || die "SCRAM users need sqlite storage"
+    port=$(cat "$port_file")
+    bin=$(tansu_bin)
+    "$bin" user create "${args[0]}" "${args[1]}" --mechanism "$mechanism" --broker "tcp://$host:$port" >&2
+    log "created user '${args[0]}' ($mechanism) on instance '$name'"
+}
+
 case $cmd in
     start) do_start ;;
     stop) do_stop ;;
@@ -290,6 +351,7 @@ case $cmd in
     status) do_status ;;
     dir) echo "$dir" ;;
     create-topic) do_create_topic ;;
+    create-user) do_create_user ;;
     -h|--help|help) usage ;;
-    *) die "unknown command '$cmd' (start|stop|restart|status|dir|create-topic)" ;;
+    *) die "unknown command '$cmd' (start|stop|restart|status|dir|create-topic|create-user)" ;;
 esac

@@ -4,10 +4,13 @@
 //! a missing topic then waits until `delivery_timeout`, and a consumer sees
 //! UNKNOWN_TOPIC_OR_PART. With `create_topics=true` the driver creates the topics a
 //! listener subscribes to before it joins, and the topic of each send before the
-//! first record goes to it. A topic that already exists is fine.
+//! first record goes to it. A topic that already exists is fine. When the broker
+//! refuses the credentials, the creation fails at once with
+//! [`ErrorKind::Authentication`] (not after the request timeout): see
+//! [`TopicAdmin::ensure_unless_refused`].
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use messaging_core::{Error, ErrorKind, Result};
@@ -16,7 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::errors;
-use crate::logging::LogContext;
+use crate::logging::{AuthWait, LogContext};
 use crate::mock::MockKafka;
 
 /// How long one CreateTopics request may take.
@@ -24,14 +27,31 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Who creates the topics: the mock cluster, an admin client of the brokers, or no one.
 /// (Not the core's `Target`, which names a topic to send to or listen on.)
-#[derive(Debug)]
 enum Creator {
     Mock(Arc<MockKafka>),
     Brokers {
         config: ClientConfig,
-        client: OnceLock<AdminClient<LogContext>>,
+        /// Created on first use; dropped when the broker refuses its credentials.
+        client: Mutex<Option<Arc<AdminClient<LogContext>>>>,
     },
     Disabled,
+}
+
+impl std::fmt::Debug for Creator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Creator::Mock(mock) => f.debug_tuple("Mock").field(mock).finish(),
+            Creator::Brokers { config, client } => f
+                .debug_struct("Brokers")
+                .field("config", &crate::config::redacted(config))
+                .field(
+                    "client",
+                    &client.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+                )
+                .finish(),
+            Creator::Disabled => f.write_str("Disabled"),
+        }
+    }
 }
 
 /// Creates topics once per driver; remembers which ones exist.
@@ -55,7 +75,7 @@ impl TopicAdmin {
         Self::new(
             Creator::Brokers {
                 config,
-                client: OnceLock::new(),
+                client: Mutex::new(None),
             },
             partitions,
             replication_factor,
@@ -102,6 +122,45 @@ impl TopicAdmin {
             .insert(topic);
     }
 
+    /// [`TopicAdmin::ensure`], abandoned with [`ErrorKind::Authentication`] as soon as
+    /// `refused` (the producer's watch: it uses the same credentials) reports that the
+    /// broker refused them. rust-rdkafka never serves the admin client's own error
+    /// events, so without this a refused admin request would wait for its timeout.
+    /// The admin client is then discarded (it would go on reconnecting); the next call
+    /// creates a fresh one.
+    pub(crate) async fn ensure_unless_refused<S: AsRef<str> + Sync>(
+        &self,
+        topics: &[S],
+        mut refused: AuthWait,
+    ) -> Result<()> {
+        if !self.enabled() || self.missing(topics).is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            outcome = self.ensure(topics) => outcome,
+            Some(refusal) = refused.refused() => {
+                self.discard_client();
+                Err(refusal)
+            }
+        }
+    }
+
+    /// Drop the admin client (off the async runtime: its drop joins a thread).
+    fn discard_client(&self) {
+        let Creator::Brokers { client, .. } = &self.creator else {
+            return;
+        };
+        let Some(admin) = client.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let drop_it = move || drop(admin);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(drop_it)),
+            Err(_) => drop_it(),
+        }
+    }
+
     /// Make sure `topics` exist (creating the missing ones); a no-op when disabled.
     pub(crate) async fn ensure<S: AsRef<str> + Sync>(&self, topics: &[S]) -> Result<()> {
         if !self.enabled() || self.missing(topics).is_empty() {
@@ -123,20 +182,29 @@ impl TopicAdmin {
                 Ok(())
             }
             Creator::Brokers { config, client } => {
-                let admin = match client.get() {
-                    Some(a) => a,
-                    None => {
-                        let created = config
-                            .create_with_context::<_, AdminClient<LogContext>>(LogContext::new(
-                                "admin",
-                            ))
-                            .map_err(|e| {
-                                errors::transport("could not create the Kafka admin client", e)
-                            })?;
-                        client.get_or_init(|| created)
+                let admin = {
+                    let mut slot = client.lock().unwrap_or_else(|e| e.into_inner());
+                    match &*slot {
+                        Some(a) => a.clone(),
+                        None => {
+                            let created = Arc::new(
+                                config
+                                    .create_with_context::<_, AdminClient<LogContext>>(
+                                        LogContext::new("admin"),
+                                    )
+                                    .map_err(|e| {
+                                        errors::transport(
+                                            "could not create the Kafka admin client",
+                                            e,
+                                        )
+                                    })?,
+                            );
+                            *slot = Some(created.clone());
+                            created
+                        }
                     }
                 };
-                self.create_on_brokers(admin, missing).await
+                self.create_on_brokers(&admin, missing).await
             }
         }
     }

@@ -141,8 +141,24 @@ impl fmt::Debug for KafkaConfig {
     }
 }
 
-fn is_sensitive(key: &str) -> bool {
-    key.contains("password") || key.contains("secret") || key.contains("sasl.oauthbearer")
+/// Whether a librdkafka setting holds a secret (a password, a secret or token, the
+/// OAUTHBEARER configuration, an inline private key): the core's
+/// [`messaging_core::url::is_secret_key`].
+pub(crate) fn is_sensitive(key: &str) -> bool {
+    messaging_core::url::is_secret_key(key)
+}
+
+/// A librdkafka configuration for `Debug`: every sensitive value (see
+/// [`is_sensitive`]) as `***` (rust-rdkafka's own `Debug` hides only a fixed list).
+pub(crate) fn redacted(config: &ClientConfig) -> BTreeMap<String, String> {
+    config
+        .config_map()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if is_sensitive(k) { "***" } else { v };
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
 }
 
 fn millis(d: Duration) -> String {
@@ -691,6 +707,21 @@ mod tests {
         let c = producer("kafka://u:p@h?security_protocol=ssl");
         assert_eq!(c.get("security.protocol"), Some("SSL"));
         assert_eq!(c.get("sasl.password"), None);
+    }
+
+    #[test]
+    fn no_secret_shows_in_the_debug_of_the_driver() {
+        let url = TransportUrl::parse(
+            "kafka://u:hunter2@192.0.2.1:9?create_topics=true&rdkafka.sasl.oauthbearer.config=secret42\
+&rdkafka.ssl.key.pem=PRIVATEKEY7&ssl_client_key_password=keypw9",
+        )
+        .unwrap();
+        let driver = crate::open(&url, &[]).unwrap();
+        let text = format!("{driver:?} {url} {url:?}");
+        for secret in ["hunter2", "secret42", "PRIVATEKEY7", "keypw9"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("sasl.username"), "{text}");
     }
 
     #[test]

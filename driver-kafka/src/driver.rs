@@ -180,7 +180,14 @@ impl Driver for KafkaDriver {
 
     async fn ensure_topics(&self, topics: &[String]) -> Result<()> {
         self.ensure_open()?;
-        self.admin.ensure(topics).await
+        if !self.admin.enabled() || self.mock.is_some() {
+            // Nothing to create, or the embedded mock (no credentials to refuse).
+            return self.admin.ensure(topics).await;
+        }
+        // The producer's connection tells when the broker refuses the credentials
+        // (the admin client's own errors are never reported).
+        let refused = self.producer.credentials()?;
+        self.admin.ensure_unless_refused(topics, refused).await
     }
 
     async fn close(&self, timeout: Duration) -> Result<CloseReport> {

@@ -11,6 +11,13 @@
 //!
 //! `close` flushes within the deadline, counts what is still undelivered, then purges
 //! it explicitly: the driver never relies on librdkafka's drop, which purges silently.
+//!
+//! **Refused credentials.** librdkafka reports a failed SASL handshake to the error
+//! callback only, then reconnects and fails again, forever, while the records wait
+//! for `delivery_timeout`. Here the first refusal ends that client: a watcher task
+//! purges its records that were never transmitted (their receipts resolve with
+//! [`ErrorKind::Authentication`], not retryable) and retires it; the next send
+//! creates a fresh client, which tries the credentials once more.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -23,13 +30,20 @@ use rdkafka::ClientConfig;
 
 use crate::admin::TopicAdmin;
 use crate::errors;
-use crate::logging::LogContext;
+use crate::logging::{AuthWait, AuthWatch, LogContext};
 
 type Client = FutureProducer<LogContext>;
 
+/// A client and what tells when the broker refused its credentials.
+#[derive(Clone)]
+struct Open {
+    client: Client,
+    auth: Arc<AuthWatch>,
+}
+
 enum State {
     Idle,
-    Open(Client),
+    Open(Open),
     Closed,
 }
 
@@ -37,7 +51,7 @@ enum State {
 pub(crate) struct KafkaProducer {
     config: ClientConfig,
     admin: Arc<TopicAdmin>,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl fmt::Debug for KafkaProducer {
@@ -48,9 +62,51 @@ impl fmt::Debug for KafkaProducer {
             State::Closed => "closed",
         };
         f.debug_struct("KafkaProducer")
-            .field("config", &self.config)
+            .field("config", &crate::config::redacted(&self.config))
             .field("state", &state)
             .finish()
+    }
+}
+
+/// The outcome of one record: the broker's acknowledgement, or why not. When the
+/// broker refuses the client's credentials first, the record is purged from the
+/// local queue (by the client's watcher) unless it was transmitted already: purged,
+/// it fails with [`ErrorKind::Authentication`]; transmitted, it gets its real outcome.
+async fn delivered(
+    mut delivery: rdkafka::producer::DeliveryFuture,
+    mut refused: AuthWait,
+) -> Result<()> {
+    let refusal = tokio::select! {
+        biased;
+        outcome = &mut delivery => return outcome_of(outcome, None),
+        refusal = refused.refused() => refusal,
+    };
+    let Some(refusal) = refusal else {
+        // The client went away without a refusal; its drop resolves the delivery.
+        return outcome_of(delivery.await, None);
+    };
+    outcome_of(delivery.await, Some(refusal))
+}
+
+/// `Canceled`: the client dropped the record's delivery report.
+fn outcome_of<Canceled>(
+    outcome: std::result::Result<rdkafka::producer::future_producer::OwnedDeliveryResult, Canceled>,
+    refusal: Option<Error>,
+) -> Result<()> {
+    match outcome {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((error, _record))) => match refusal {
+            Some(refusal)
+                if error.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::PurgeQueue) =>
+            {
+                Err(refusal.with_source(error))
+            }
+            _ => Err(errors::delivery_failed(error)),
+        },
+        Err(_) => Err(errors::outcome_unknown(
+            "the producer was dropped before the broker acknowledged the record",
+        )),
     }
 }
 
@@ -70,22 +126,25 @@ impl KafkaProducer {
         KafkaProducer {
             config,
             admin,
-            state: Mutex::new(State::Idle),
+            state: Arc::new(Mutex::new(State::Idle)),
         }
     }
 
-    fn create(&self) -> Result<Client> {
-        self.config
-            .create_with_context(LogContext::new("producer"))
-            .map_err(|e| errors::transport("could not create the Kafka producer", e))
+    fn create(&self) -> Result<Open> {
+        let auth = Arc::new(AuthWatch::default());
+        let client = self
+            .config
+            .create_with_context(LogContext::with_auth("producer", auth.clone()))
+            .map_err(|e| errors::transport("could not create the Kafka producer", e))?;
+        Ok(Open { client, auth })
     }
 
     /// The producer, created on first use (and re-created after a fatal error).
-    fn producer(&self) -> Result<Client> {
+    fn producer(&self) -> Result<Open> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match &*state {
             State::Closed => return Err(Error::closed("kafka producer")),
-            State::Open(p) => match p.client().fatal_error() {
+            State::Open(p) => match p.client.client().fatal_error() {
                 None => return Ok(p.clone()),
                 Some((code, reason)) => {
                     // An idempotent producer that lost its guarantees (e.g. out-of-order
@@ -97,10 +156,44 @@ impl KafkaProducer {
             State::Idle => {}
         }
         let fresh = self.create()?;
+        self.watch_credentials(&fresh);
         if let State::Open(old) = std::mem::replace(&mut *state, State::Open(fresh.clone())) {
-            retire(old);
+            retire(old.client);
         }
         Ok(fresh)
+    }
+
+    /// Once the broker refuses `client`'s credentials: purge its records that were
+    /// never transmitted (their receipts then say so) and retire it, so that it stops
+    /// reconnecting; the next send creates a fresh client.
+    fn watch_credentials(&self, open: &Open) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut refused = open.auth.subscribe();
+        let state = Arc::downgrade(&self.state);
+        runtime.spawn(async move {
+            // None: the client went away (closed, replaced) without a refusal.
+            let Some(error) = refused.refused().await else {
+                return;
+            };
+            let Some(state) = state.upgrade() else { return };
+            let client = {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                match &*st {
+                    State::Open(p) if refused.watches(&p.auth) => {
+                        match std::mem::replace(&mut *st, State::Idle) {
+                            State::Open(p) => p.client,
+                            _ => return,
+                        }
+                    }
+                    _ => return,
+                }
+            };
+            tracing::error!(error = %error, "retiring the Kafka producer: the broker refused its credentials");
+            client.purge(PurgeConfig::default().queue());
+            retire(client);
+        });
     }
 
     /// Queue a batch of records, one outcome per record; see the module docs.
@@ -108,7 +201,10 @@ impl KafkaProducer {
         &self,
         batch: &[OutgoingRecord],
     ) -> Vec<Result<PendingDelivery>> {
-        let producer = match self.ready_for(batch).await {
+        let Open {
+            client: producer,
+            auth,
+        } = match self.ready_for(batch).await {
             Ok(p) => p,
             Err(e) => return errors::for_each(batch.len(), e),
         };
@@ -116,16 +212,11 @@ impl KafkaProducer {
             .iter()
             .map(|r| {
                 let record = FutureRecord::<(), [u8]>::to(&r.topic).payload(&r.body[..]);
+                let refused = auth.subscribe();
                 match producer.send_result(record) {
-                    Ok(delivery) => Ok(PendingDelivery::Pending(Box::pin(async move {
-                        match delivery.await {
-                            Ok(Ok(_)) => Ok(()),
-                            Ok(Err((error, _record))) => Err(errors::delivery_failed(error)),
-                            Err(_) => Err(errors::outcome_unknown(
-                                "the producer was dropped before the broker acknowledged the record",
-                            )),
-                        }
-                    }))),
+                    Ok(delivery) => Ok(PendingDelivery::Pending(Box::pin(delivered(
+                        delivery, refused,
+                    )))),
                     Err((error, _record)) => Err(errors::send_refused(&r.topic, error)),
                 }
             })
@@ -133,23 +224,35 @@ impl KafkaProducer {
     }
 
     /// The producer, once the batch's topics exist (where the driver creates them).
-    async fn ready_for(&self, batch: &[OutgoingRecord]) -> Result<Client> {
+    /// A producer whose credentials the broker refused is not handed out again.
+    async fn ready_for(&self, batch: &[OutgoingRecord]) -> Result<Open> {
         if matches!(
             *self.state.lock().unwrap_or_else(|e| e.into_inner()),
             State::Closed
         ) {
             return Err(Error::closed("kafka producer"));
         }
+        let open = self.producer()?;
         if self.admin.enabled() {
+            let refused = open.auth.subscribe();
             if let [one] = batch {
                 // The usual single send: no list of topics to build.
-                self.admin.ensure(std::slice::from_ref(&one.topic)).await?;
+                self.admin
+                    .ensure_unless_refused(std::slice::from_ref(&one.topic), refused)
+                    .await?;
             } else {
                 let topics: Vec<&str> = batch.iter().map(|r| r.topic.as_str()).collect();
-                self.admin.ensure(&topics).await?;
+                self.admin.ensure_unless_refused(&topics, refused).await?;
             }
         }
-        self.producer()
+        Ok(open)
+    }
+
+    /// What tells when the broker refuses the producer's credentials (the producer is
+    /// created now if need be: it connects at once, so a refusal comes within a round
+    /// trip). The driver's admin requests use the same credentials.
+    pub(crate) fn credentials(&self) -> Result<AuthWait> {
+        Ok(self.producer()?.auth.subscribe())
     }
 
     /// Refuse new sends, flush within `timeout`, purge and count what is left.
@@ -157,7 +260,7 @@ impl KafkaProducer {
         let producer = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             match std::mem::replace(&mut *state, State::Closed) {
-                State::Open(p) => p,
+                State::Open(p) => p.client,
                 State::Idle | State::Closed => return Ok(CloseReport::default()),
             }
         };

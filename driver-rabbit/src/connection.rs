@@ -23,6 +23,13 @@ pub(crate) fn transport_error(what: &str, e: lapin::Error) -> Error {
         .with_retryable(!refused)
 }
 
+/// Whether connecting failed because the broker refused the credentials: a
+/// connection closed with `ACCESS_REFUSED` (403) during the handshake (lapin asks for
+/// that close with the `authentication_failure_close` capability).
+fn refused_credentials(e: &lapin::Error) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 403)
+}
+
 /// Opens connections to the URL's hosts, starting with the one that last worked.
 #[derive(Debug)]
 pub(crate) struct Connector {
@@ -61,11 +68,13 @@ impl Connector {
     }
 
     /// One connection, for `purpose` (it names the connection on the broker): each
-    /// host is tried once, in turn; the error of the last one when none answers.
+    /// host is tried once, in turn; the error of the last one when none answers, or
+    /// [`ErrorKind::Authentication`] (not retryable) when one refused the credentials.
     pub(crate) async fn connect(&self, purpose: &str) -> Result<Connection> {
         let uris = &self.config.uris;
         let start = self.next.load(Ordering::Relaxed);
         let mut last = None;
+        let mut refused = None;
         for i in 0..uris.len() {
             let at = (start + i) % uris.len();
             let uri = uris[at].clone();
@@ -90,13 +99,25 @@ impl Connector {
                     tracing::debug!(broker = %where_, purpose, "connected to RabbitMQ");
                     return Ok(c);
                 }
+                Err(e) if refused_credentials(&e) => {
+                    tracing::error!(broker = %where_, error = %e, "RabbitMQ refused the credentials");
+                    refused = Some(
+                        Error::authentication(format!(
+                            "RabbitMQ at {where_} refused the credentials (check the user name and password)"
+                        ))
+                        .with_source(e),
+                    );
+                }
                 Err(e) => {
                     tracing::warn!(broker = %where_, error = %e, "cannot connect to RabbitMQ");
                     last = Some(transport_error(&format!("cannot connect to {where_}"), e));
                 }
             }
         }
-        Err(last.unwrap_or_else(|| Error::new(ErrorKind::Transport, "RabbitMQ: no host")))
+        // A refusal says more than another host's silence: the credentials are wrong.
+        Err(refused
+            .or(last)
+            .unwrap_or_else(|| Error::new(ErrorKind::Transport, "RabbitMQ: no host")))
     }
 
     /// A connection and one channel on it.

@@ -85,8 +85,9 @@ use crate::pump::{Declaration, Inbox, Plan, DEFAULT_PREFETCH};
 pub use crate::options::{DEFAULT_MAX_RECORD_BYTES, DEFAULT_PORT};
 
 /// The AMQP settings the driver uses for a URL, for tools that talk AMQP directly
-/// with the same settings (such as the raw baseline of `messaging bench`).
-#[derive(Debug, Clone)]
+/// with the same settings (such as the raw baseline of `messaging bench`). Its
+/// `Debug` never shows the password.
+#[derive(Clone)]
 pub struct ClientSettings {
     /// The URL's first host, with its credentials, vhost, heartbeat, connection
     /// timeout and login method.
@@ -110,6 +111,23 @@ pub struct ClientSettings {
     /// The properties of every message the driver publishes (oslo's: JSON, UTF-8,
     /// persistent, priority 0, empty headers).
     pub properties: lapin::BasicProperties,
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("uri", &RabbitConfig::describe_with_user(&self.uri))
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "..."))
+            .field("exchange", &self.exchange)
+            .field("exchange_durable", &self.exchange_durable)
+            .field("exchange_auto_delete", &self.exchange_auto_delete)
+            .field("queue_durable", &self.queue_durable)
+            .field("queue_auto_delete", &self.queue_auto_delete)
+            .field("queue_arguments", &self.queue_arguments)
+            .field("prefetch", &self.prefetch)
+            .field("properties", &self.properties)
+            .finish()
+    }
 }
 
 /// Resolve `url` and configuration options as the core's registry does

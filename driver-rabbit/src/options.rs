@@ -248,8 +248,9 @@ impl ReconnectWaits {
     }
 }
 
-/// What the driver needs from the URL and its options.
-#[derive(Debug, Clone)]
+/// What the driver needs from the URL and its options. Its `Debug` shows each URI
+/// as [`RabbitConfig::describe`] does: never the password (lapin's `AMQPUri` would).
+#[derive(Clone)]
 pub(crate) struct RabbitConfig {
     /// One URI per host, tried in turn.
     pub(crate) uris: Vec<AMQPUri>,
@@ -263,6 +264,23 @@ pub(crate) struct RabbitConfig {
     pub(crate) max_record_bytes: Option<usize>,
     /// Compress published bodies (kombu's `gzip`: zlib).
     pub(crate) compress: bool,
+}
+
+impl std::fmt::Debug for RabbitConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uris: Vec<String> = self.uris.iter().map(Self::describe_with_user).collect();
+        f.debug_struct("RabbitConfig")
+            .field("uris", &uris)
+            .field("exchange", &self.exchange)
+            .field("queues", &self.queues)
+            .field("prefetch", &self.prefetch)
+            .field("reconnect", &self.reconnect)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .field("compress", &self.compress)
+            .finish()
+    }
 }
 
 /// The AMQP virtual host of a URL: `/`, empty or none is `/`; `//` and `/%2F` are
@@ -382,6 +400,16 @@ impl RabbitConfig {
     }
 
     /// Where a host's URI points, for logs (no credentials).
+    /// [`RabbitConfig::describe`] with the user name: `user@host:port vhost "v"`,
+    /// never the password.
+    pub(crate) fn describe_with_user(uri: &AMQPUri) -> String {
+        format!(
+            "{}@{}",
+            uri.authority.userinfo.username,
+            Self::describe(uri)
+        )
+    }
+
     pub(crate) fn describe(uri: &AMQPUri) -> String {
         format!(
             "{}:{} vhost {:?}",
@@ -426,6 +454,20 @@ mod tests {
         let url = TransportUrl::parse(url)?;
         let o = DriverOptions::resolve(OPTIONS, &[], [url.query_pairs()])?;
         RabbitConfig::from_url(&url, &o)
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug() {
+        let config = config("rabbit://bob:hunter2@h1:5672,alice:s3cret@h2/").unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("bob@h1:5672") && shown.contains("alice@h2:5672"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod conformance;
 pub mod support;
+pub mod tansu;
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../README.md")]

@@ -167,3 +167,87 @@ pub fn assert_exactly_once(indexes: &[i64], n: i64, what: &str) {
         &dups[..dups.len().min(20)]
     );
 }
+
+/// Everything logged in this test process, at trace level and without colours: the
+/// one subscriber of the process (installed by the first call; a test binary using
+/// it must not call [`init_tracing`]). For searching what was printed, e.g. that no
+/// password ever is.
+pub fn captured_logs() -> &'static CapturedLogs {
+    static LOG: std::sync::OnceLock<CapturedLogs> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = CapturedLogs::default();
+        let writer = log.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("captured_logs installs the only subscriber of the process");
+        log
+    })
+}
+
+/// The log lines [`captured_logs`] gathered.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::fmt::Debug for CapturedLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.0.lock().unwrap_or_else(|e| e.into_inner()).len();
+        f.debug_struct("CapturedLogs").field("bytes", &len).finish()
+    }
+}
+
+impl CapturedLogs {
+    /// Everything so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// The last `n` lines at info level or above, with `hide` replaced (for failure
+    /// messages that must not print a secret).
+    pub fn tail(&self, n: usize, hide: &[&str]) -> String {
+        let text = self.text();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                [" INFO ", " WARN ", " ERROR "]
+                    .iter()
+                    .any(|lvl| l.contains(lvl))
+            })
+            .collect();
+        let mut tail = lines[lines.len().saturating_sub(n)..].join("\n");
+        for secret in hide {
+            tail = tail.replace(secret, "<SECRET>");
+        }
+        tail
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Panics if any of `secrets` appears in `text` (what: where it was found); the
+/// message shows the line with the secret masked.
+pub fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        if let Some(at) = text.find(secret) {
+            let from = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let to = text[at..].find('\n').map_or(text.len(), |i| at + i);
+            panic!(
+                "a secret appears in {what}: {}",
+                text[from..to].replace(secret, "<SECRET>")
+            );
+        }
+    }
+}

@@ -98,6 +98,8 @@ pub(crate) async fn run(a: ListenArgs) -> Result<()> {
         _ = done.notified(), if limit.is_some() => {}
         _ = async { tokio::time::sleep(timeout.unwrap_or_default()).await }, if timeout.is_some() => {}
         _ = tokio::signal::ctrl_c() => {}
+        // The listener stopped on its own, e.g. the broker refused the credentials.
+        outcome = listener.wait() => outcome?,
     }
     listener.stop_and_wait().await?;
     transport.close(Duration::from_secs(10)).await?;

@@ -147,6 +147,8 @@ async fn send_in_batches(
 struct Failures {
     failed: u64,
     unknown: u64,
+    /// Failures because the broker refused the credentials.
+    refused: u64,
     shown: Vec<String>,
 }
 
@@ -159,6 +161,9 @@ impl Failures {
             self.failed += 1;
             if e.kind() == &ErrorKind::OutcomeUnknown {
                 self.unknown += 1;
+            }
+            if e.kind() == &ErrorKind::Authentication {
+                self.refused += 1;
             }
             if self.shown.len() < Self::SHOWN {
                 self.shown
@@ -175,6 +180,16 @@ impl Failures {
         }
         for line in &self.shown {
             eprintln!("failed: {line}");
+        }
+        if self.refused == self.failed {
+            // One cause for all: say it first (the lines above have the details).
+            return Err(Error::new(
+                ErrorKind::Authentication,
+                format!(
+                    "the broker refused the credentials: {} of {count} notification deliveries failed",
+                    self.failed
+                ),
+            ));
         }
         Err(Error::new(
             ErrorKind::DeliveryFailed,

@@ -59,6 +59,12 @@ pub enum ErrorKind {
     Closed,
     /// The broker or connection failed.
     Transport,
+    /// The broker refused the client's credentials (a wrong user name or password, a
+    /// SASL mechanism it does not offer for that user). Never retryable: the same
+    /// credentials are refused again. A send's receipt reports it for a record known
+    /// not to be persisted; a listener whose subscription reports it stops, and its
+    /// `wait` returns it.
+    Authentication,
     /// A notification handler failed or panicked.
     Handler,
     /// The remote side of an RPC call raised an error.
@@ -90,6 +96,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Serialization => "serialization failure",
             ErrorKind::Closed => "closed",
             ErrorKind::Transport => "transport failure",
+            ErrorKind::Authentication => "authentication failed",
             ErrorKind::Handler => "handler failure",
             ErrorKind::Remote { .. } => "remote error",
             ErrorKind::NoSuchMethod => "no such method",
@@ -198,6 +205,22 @@ impl Error {
     pub fn decode(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Decode, message)
     }
+
+    /// An [`ErrorKind::Authentication`] error (never retryable). The message must not
+    /// contain the credentials.
+    pub fn authentication(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Authentication, message)
+    }
+
+    /// A copy of this error (kind, message, retryability) without its source, which
+    /// may not be clonable; the source's text is kept in the message.
+    pub fn detached(&self) -> Self {
+        let message = match &self.source {
+            Some(source) => format!("{}: {source}", self.message),
+            None => self.message.clone(),
+        };
+        Error::new(self.kind.clone(), message).with_retryable(self.retryable)
+    }
 }
 
 impl fmt::Display for Error {
@@ -252,6 +275,19 @@ mod tests {
         assert!(e.to_string().contains("kafka"));
         assert!(e.to_string().contains("rpc.call"));
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn authentication_is_never_retryable_and_detaches_with_its_text() {
+        let e = Error::authentication("the broker refused the credentials of user bob")
+            .with_source(std::io::Error::other("invalid-proof"));
+        assert_eq!(e.kind(), &ErrorKind::Authentication);
+        assert!(!e.is_retryable());
+        assert!(e.to_string().starts_with("authentication failed: "), "{e}");
+        let copy = e.detached();
+        assert_eq!(copy.kind(), &ErrorKind::Authentication);
+        assert!(!copy.is_retryable());
+        assert!(copy.to_string().ends_with("invalid-proof"), "{copy}");
     }
 
     #[test]

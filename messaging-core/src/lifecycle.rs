@@ -4,7 +4,8 @@
 //! `start` after `start` does nothing; `stop` is synchronous and idempotent and makes
 //! a later `start` refuse with [`crate::ErrorKind::Closed`]; `wait` returns once the
 //! background task drained and ended (at once if it never started), as often as
-//! it is called, with the task's outcome.
+//! it is called, with the task's outcome (a failure keeps its [`ErrorKind`], e.g.
+//! [`ErrorKind::Authentication`] when the subscription's credentials were refused).
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -26,7 +27,8 @@ enum State {
 struct Task {
     state: State,
     handle: Option<JoinHandle<Result<()>>>,
-    outcome: Option<Result<(), String>>,
+    /// The task's outcome once it ended (a failure keeps its kind).
+    outcome: Option<Result<(), Error>>,
 }
 
 /// One background service's lifecycle.
@@ -95,13 +97,20 @@ impl Lifecycle {
         self.wait().await
     }
 
-    /// Wait for the task to end; its outcome is kept for later calls.
+    /// Wait for the task to end; its outcome is kept for later calls. Cancel-safe:
+    /// the task's handle stays in place until it ended, so a `wait` dropped early
+    /// (e.g. raced against a signal in a `select!`) loses nothing.
     pub(crate) async fn wait(&self) -> Result<()> {
         let mut task = self.task.lock().await;
-        if let Some(handle) = task.handle.take() {
-            let outcome = match handle.await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("{} task failed: {e}", self.what)),
+        if let Some(handle) = task.handle.as_mut() {
+            let joined = handle.await;
+            task.handle = None;
+            let outcome = match joined {
+                Ok(r) => r,
+                Err(e) => Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("{} task failed: {e}", self.what),
+                )),
             };
             task.outcome = Some(outcome);
             task.state = State::Stopped;
@@ -109,7 +118,7 @@ impl Lifecycle {
             task.state = State::Stopped;
         }
         match &task.outcome {
-            Some(Err(e)) => Err(Error::new(ErrorKind::Internal, e.clone())),
+            Some(Err(e)) => Err(e.detached()),
             _ => Ok(()),
         }
     }

@@ -6,7 +6,9 @@
 //! share: the stop signal, bounded concurrency (at most `max_concurrency` pieces of
 //! work in flight, and no more items asked for than there is room for), receive
 //! errors backed off with [`Backoff::receive`] (the stop signal and finished work
-//! are still served while backing off), stop on a closed receiver, and the drain.
+//! are still served while backing off), stop on a closed receiver or on a receive
+//! error that is not retryable (e.g. [`crate::ErrorKind::Authentication`]: the loop
+//! drains and ends with that error, which `wait` returns), and the drain.
 //! A [`Service`] supplies what differs.
 //!
 //! Work in flight is a future polled by the loop's task; a service that wants its
@@ -151,6 +153,7 @@ pub(crate) async fn run<S: Service>(
     let mut work = InFlight::new();
     let mut backoff = Backoff::receive();
     let mut retry_at: Option<Instant> = None;
+    let mut failure = None;
     let max = settings.max_concurrency.max(1);
     while !*stop.borrow() {
         let free = max.saturating_sub(work.len());
@@ -180,6 +183,13 @@ pub(crate) async fn run<S: Service>(
                     tracing::info!(service = service.name(), "the receiver closed under the service; stopping");
                     break;
                 }
+                Err(e) if !e.is_retryable() => {
+                    // e.g. the broker refused the credentials: receiving again would be
+                    // refused again, so stop (draining what is in flight) and report it.
+                    tracing::error!(service = service.name(), error = %e, kind = %e.kind(), "receive failed for good; stopping");
+                    failure = Some(e);
+                    break;
+                }
                 Err(e) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(service = service.name(), error = %e, ?delay, "receive failed; retrying");
@@ -189,7 +199,11 @@ pub(crate) async fn run<S: Service>(
         }
         service.flush().await;
     }
-    drain(service, work, settings.stop_timeout).await
+    let drained = drain(service, work, settings.stop_timeout).await;
+    match failure {
+        Some(e) => Err(e),
+        None => drained,
+    }
 }
 
 /// Sleep until `due`, or forever without one.

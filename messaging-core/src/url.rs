@@ -8,7 +8,16 @@
 //! in brackets (`[::1]:9092`); a query key may repeat (its values join with `,`).
 //! A password never appears in `Debug` or `Display` output: it shows as `***`, and
 //! only [`TransportUrl::to_string_with_password`] or [`TransportHost::password`]
-//! reveal it.
+//! reveal it. The same goes for the value of a query option whose name says it is a
+//! secret ([`is_secret_key`], e.g. `ssl_client_key_password`), and for parse errors:
+//! an error about a URL with credentials never quotes the text around them.
+//!
+//! ```
+//! use messaging_core::TransportUrl;
+//! let url = TransportUrl::parse("kafka://bob:s3cret@h?ssl_client_key_password=k3y").unwrap();
+//! assert_eq!(url.to_string(), "kafka://bob:***@h?ssl_client_key_password=***");
+//! assert!(!format!("{url:?}").contains("s3cret") && !format!("{url:?}").contains("k3y"));
+//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -42,6 +51,17 @@ const COMPONENT: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'|')
     .add(b'}');
+
+/// Whether a query option (or driver setting) named `key` holds a secret, whose
+/// value `Display` and `Debug` show as `***`: its name contains `password`,
+/// `secret`, `token`, `sasl.oauthbearer` or `key.pem` (an inline private key), in
+/// any case.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "token", "sasl.oauthbearer", "key.pem"]
+        .iter()
+        .any(|word| key.contains(word))
+}
 
 /// A secret string whose `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -144,8 +164,9 @@ impl TransportHost {
     }
 }
 
-/// A parsed transport URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed transport URL. `Display` and `Debug` hide every password and secret
+/// option value (see the module docs).
+#[derive(Clone, PartialEq, Eq)]
 pub struct TransportUrl {
     scheme: String,
     hosts: Vec<TransportHost>,
@@ -179,25 +200,46 @@ impl TransportUrl {
             Some((n, p)) => (n, Some(p)),
             None => (rest, None),
         };
+        // With credentials in the URL, errors quote none of it: a password with an
+        // unescaped `/`, `?` or `,` splits the URL in unexpected places, and any part
+        // could be a piece of it.
+        let quote = !input.contains('@');
         let mut hosts = Vec::new();
         if !netloc.is_empty() {
             for part in netloc.split(',') {
-                hosts.push(parse_host(part)?);
+                hosts.push(parse_host(part, quote).map_err(|e| {
+                    if quote {
+                        e
+                    } else {
+                        Error::invalid_url(format!(
+                            "{} (in {}; percent-encode reserved characters such as / ? # @ , : in user names and passwords)",
+                            e.message(),
+                            redact(input)
+                        ))
+                    }
+                })?);
             }
         }
         let virtual_host = match path {
-            Some(p) if !p.is_empty() => Some(decode(p, false)?),
+            Some(p) if !p.is_empty() => Some(decode(p, false, || {
+                if quote {
+                    format!("the virtual host {p:?}")
+                } else {
+                    "the virtual host".to_owned()
+                }
+            })?),
             _ => None,
         };
         let mut query_pairs = Vec::new();
         if let Some(q) = query {
             for pair in q.split('&').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                let key = decode(k, true)?;
+                let key = decode(k, true, || "a query key".to_owned())?;
                 if key.is_empty() {
-                    return Err(Error::invalid_url(format!("empty query key in {pair:?}")));
+                    return Err(Error::invalid_url("a query option with an empty key"));
                 }
-                query_pairs.push((key, decode(v, true)?));
+                let value = decode(v, true, || format!("the value of query option {key:?}"))?;
+                query_pairs.push((key, value));
             }
         }
         Ok(TransportUrl {
@@ -318,6 +360,10 @@ impl TransportUrl {
         }
         for (i, (k, v)) in self.query.iter().enumerate() {
             f.write_str(if i == 0 { "?" } else { "&" })?;
+            if !reveal && is_secret_key(k) {
+                write!(f, "{}=***", utf8_percent_encode(k, COMPONENT))?;
+                continue;
+            }
             write!(
                 f,
                 "{}={}",
@@ -329,8 +375,24 @@ impl TransportUrl {
     }
 }
 
+impl fmt::Debug for TransportUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let query: Vec<(&str, &str)> = self
+            .query
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret_key(k) { "***" } else { v }))
+            .collect();
+        f.debug_struct("TransportUrl")
+            .field("scheme", &self.scheme)
+            .field("hosts", &self.hosts)
+            .field("virtual_host", &self.virtual_host)
+            .field("query", &query)
+            .finish()
+    }
+}
+
 impl fmt::Display for TransportUrl {
-    /// The URL with every password shown as `***`.
+    /// The URL with every password (and secret option value) shown as `***`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write(f, false)
     }
@@ -343,7 +405,9 @@ impl FromStr for TransportUrl {
     }
 }
 
-fn decode(s: &str, plus_is_space: bool) -> Result<String> {
+/// Percent-decode `s`; the error names the part with `what` (which must not quote a
+/// secret).
+fn decode(s: &str, plus_is_space: bool, what: impl FnOnce() -> String) -> Result<String> {
     let replaced;
     let s = if plus_is_space && s.contains('+') {
         replaced = s.replace('+', " ");
@@ -354,17 +418,26 @@ fn decode(s: &str, plus_is_space: bool) -> Result<String> {
     percent_decode_str(s)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| Error::invalid_url(format!("{s:?} does not percent-decode to UTF-8")))
+        .map_err(|_| Error::invalid_url(format!("{} does not percent-decode to UTF-8", what())))
 }
 
-fn parse_host(part: &str) -> Result<TransportHost> {
+/// One `[user[:pass]@]host[:port]`. With `quote` false (the URL has credentials
+/// somewhere) the errors quote nothing of `part`.
+fn parse_host(part: &str, quote: bool) -> Result<TransportHost> {
+    let q = |text: &str| {
+        if quote {
+            format!(" {text:?}")
+        } else {
+            String::new()
+        }
+    };
     let (creds, hostport) = match part.rsplit_once('@') {
         Some((c, h)) => (Some(c), h),
         None => (None, part),
     };
     let (hostname, port_text) = if let Some(inner) = hostport.strip_prefix('[') {
         let (addr, after) = inner.split_once(']').ok_or_else(|| {
-            Error::invalid_url(format!("malformed host {hostport:?}: missing ']'"))
+            Error::invalid_url(format!("malformed host{}: missing ']'", q(hostport)))
         })?;
         if addr.is_empty()
             || !addr
@@ -372,14 +445,15 @@ fn parse_host(part: &str) -> Result<TransportHost> {
                 .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
         {
             return Err(Error::invalid_url(format!(
-                "malformed IPv6 host {hostport:?}"
+                "malformed IPv6 host{}",
+                q(hostport)
             )));
         }
         match after {
             "" => (addr, None),
             _ => match after.strip_prefix(':') {
                 Some(p) => (addr, Some(p)),
-                None => return Err(Error::invalid_url(format!("malformed host {hostport:?}"))),
+                None => return Err(Error::invalid_url(format!("malformed host{}", q(hostport)))),
             },
         }
     } else {
@@ -390,8 +464,8 @@ fn parse_host(part: &str) -> Result<TransportHost> {
     };
     if hostname.is_empty() {
         return Err(Error::invalid_url(format!(
-            "malformed host {:?}: empty host name",
-            redact(part)
+            "malformed host{}: empty host name",
+            q(part)
         )));
     }
     if !hostport.starts_with('[')
@@ -399,13 +473,15 @@ fn parse_host(part: &str) -> Result<TransportHost> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-._~%".contains(c))
     {
-        return Err(Error::invalid_url(format!("malformed host {hostname:?}")));
+        return Err(Error::invalid_url(format!("malformed host{}", q(hostname))));
     }
     let port = match port_text {
         None => None,
         Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
             Error::invalid_url(format!(
-                "bad port {p:?} for host {hostname:?}: expected 1-65535"
+                "bad port{} for host{}: expected 1-65535",
+                q(p),
+                q(hostname)
             ))
         })?),
     };
@@ -415,8 +491,11 @@ fn parse_host(part: &str) -> Result<TransportHost> {
             Some((u, p)) => (u, Some(p)),
             None => (creds, None),
         };
-        host.username = Some(decode(user, false)?);
-        host.password = pass.map(|p| decode(p, false)).transpose()?.map(Secret);
+        host.username = Some(decode(user, false, || "a user name".to_owned())?);
+        host.password = pass
+            .map(|p| decode(p, false, || "a password".to_owned()))
+            .transpose()?
+            .map(Secret);
     }
     Ok(host)
 }
@@ -471,6 +550,49 @@ mod tests {
         assert_eq!(url.to_string_with_password(), "kafka://me:hunter2@h:1");
         let err = TransportUrl::parse("kafka://me:hunter2@h:99999").unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn secret_query_values_are_redacted_but_kept() {
+        let url = TransportUrl::parse(
+            "kafka://h?ssl_client_key_password=k3y&rdkafka.sasl.oauthbearer.config=t0k&Api_Token=x1&acks=all",
+        )
+        .unwrap();
+        let shown = format!("{url} {url:?}");
+        for secret in ["k3y", "t0k", "x1"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("acks=all"), "{shown}");
+        assert_eq!(url.query("ssl_client_key_password").as_deref(), Some("k3y"));
+        assert!(url
+            .to_string_with_password()
+            .contains("ssl_client_key_password=k3y"));
+        assert!(is_secret_key("sasl.PASSWORD") && !is_secret_key("sasl_mechanism"));
+    }
+
+    #[test]
+    fn errors_about_a_url_with_credentials_quote_none_of_it() {
+        // Unescaped reserved characters in a password split the URL elsewhere; bad
+        // percent-encoding in a password or a secret option; each error stays typed.
+        for bad in [
+            "kafka://bob:pa/ss:w0rd@h:9092",
+            "kafka://bob:pa,ss:w0rd@h:9092",
+            "kafka://bob:pa?ss:w0rd@h",
+            "kafka://bob:pa%FFssw0rd@h",
+            "kafka://bob:passw0rd@h:9x",
+            "kafka://bob:passw0rd@h?x=%FFssw0rd",
+            "kafka://bob:passw0rd@[::1",
+            "kafka://bob:passw0rd@ho st",
+        ] {
+            let err = TransportUrl::parse(bad).unwrap_err();
+            assert_eq!(err.kind(), &ErrorKind::InvalidUrl, "{bad}");
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("w0rd"), "{bad}: {shown}");
+            assert!(!shown.contains("ss:"), "{bad}: {shown}");
+        }
+        // Without credentials the error still quotes what is wrong.
+        let err = TransportUrl::parse("kafka://h:9x").unwrap_err();
+        assert!(err.to_string().contains("\"9x\""), "{err}");
     }
 
     #[test]

@@ -40,6 +40,9 @@ struct Wire {
     next_tag: AtomicU64,
     acked: Mutex<Vec<DeliveryTag>>,
     closed: AtomicBool,
+    /// Receives fail for good (as when the broker refuses the credentials).
+    refusing: AtomicBool,
+    refused: AtomicUsize,
 }
 
 impl Wire {
@@ -50,6 +53,10 @@ impl Wire {
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Bytes>> {
+        if self.refusing.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(Error::authentication("the broker refused the credentials"));
+        }
         let fail = self
             .failures_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -259,6 +266,72 @@ async fn listener_backs_off_failed_receives() {
     listener.stop_and_wait().await.unwrap();
     let handled_at = handled_at.lock().unwrap().expect("handled");
     assert_backed_off(&wire.failed_at(), handled_at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_stops_on_a_receive_error_that_is_not_retryable_and_wait_returns_it() {
+    let wire = Arc::new(Wire::default());
+    let t = transport(&wire);
+    notify(&t, "before.refusal").await;
+    let listener = NotificationListener::builder(&t)
+        .target(Target::new("n"))
+        .endpoint(NotificationEndpoint::from_fn(|_n| async {
+            Ok(HandlerOutcome::Handled)
+        }))
+        .build()
+        .unwrap();
+    listener.start().await.unwrap();
+    until("the notification is handled", || {
+        listener.counters().handled == 1
+    })
+    .await;
+    wire.refusing.store(true, Ordering::SeqCst);
+    let error = tokio::time::timeout(PATIENCE, listener.wait())
+        .await
+        .expect("the listener stops on its own")
+        .expect_err("with the receive error");
+    assert_eq!(error.kind(), &ErrorKind::Authentication, "{error}");
+    assert!(!error.is_retryable());
+    assert_eq!(
+        wire.refused.load(Ordering::SeqCst),
+        1,
+        "never received again"
+    );
+    // The outcome stays; stop after the end is fine.
+    let again = listener.stop_and_wait().await.expect_err("same outcome");
+    assert_eq!(again.kind(), &ErrorKind::Authentication);
+    assert_eq!(
+        wire.acked.lock().unwrap().len(),
+        1,
+        "what was handled was acknowledged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_dropped_early_loses_nothing() {
+    let wire = Arc::new(Wire::default());
+    let t = transport(&wire);
+    let listener = NotificationListener::builder(&t)
+        .target(Target::new("n"))
+        .endpoint(NotificationEndpoint::from_fn(|_n| async {
+            Ok(HandlerOutcome::Handled)
+        }))
+        .build()
+        .unwrap();
+    listener.start().await.unwrap();
+    // Raced against a timer, as a CLI races it against ctrl-c.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), listener.wait())
+            .await
+            .is_err(),
+        "still running"
+    );
+    wire.refusing.store(true, Ordering::SeqCst);
+    let error = tokio::time::timeout(PATIENCE, listener.wait())
+        .await
+        .expect("a later wait still sees the end")
+        .expect_err("and its outcome");
+    assert_eq!(error.kind(), &ErrorKind::Authentication);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

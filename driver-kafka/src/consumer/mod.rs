@@ -21,6 +21,11 @@
 //! thread stops fetching and waits for the listener, polling only to keep its group
 //! membership; after 2 s of that it also pauses its partitions, until there is room.
 //!
+//! **Refused credentials.** When the broker refuses the consumer's credentials (a
+//! failed SASL handshake), the thread closes the consumer at once (librdkafka would
+//! reconnect and fail again forever) and `receive` fails with
+//! [`ErrorKind::Authentication`], not retryable: the listener stops with it.
+//!
 //! **Requeue.** A requeued record is delivered again by rewinding its partition to it;
 //! records after it that were already delivered are skipped (see [`crate::offsets`]).
 
@@ -37,6 +42,7 @@ use messaging_core::{
 use rdkafka::ClientConfig;
 use tokio::sync::{oneshot, Notify};
 
+use crate::logging::AuthWatch;
 use crate::mock::MockKafka;
 use crate::offsets::{OffsetTracker, TopicPartition};
 
@@ -76,6 +82,9 @@ struct Shared {
     room: Condvar,
     /// Asks the thread to close the consumer.
     stop: AtomicBool,
+    /// Set when the broker refused the consumer's credentials: the thread closes the
+    /// consumer and `receive` reports it.
+    auth: AuthWatch,
     group: String,
     start: StartPosition,
 }
@@ -126,6 +135,7 @@ impl KafkaSubscription {
             arrived: Notify::new(),
             room: Condvar::new(),
             stop: AtomicBool::new(false),
+            auth: AuthWatch::default(),
             group: settings.group.clone(),
             start: settings.start,
         });
@@ -154,6 +164,9 @@ impl Subscription for KafkaSubscription {
         loop {
             // Register interest before looking, so that no arrival is missed.
             let arrived = self.shared.arrived.notified();
+            if let Some(refusal) = self.shared.auth.refused() {
+                return Err(refusal);
+            }
             self.ensure_open()?;
             {
                 let mut st = self.shared.lock();

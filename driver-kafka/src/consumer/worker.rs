@@ -84,11 +84,15 @@ struct ConsumerCtx {
 
 impl ClientContext for ConsumerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        logging::log("consumer", level, fac, log_message);
+        logging::log_unless_refused("consumer", &self.shared.auth, level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        logging::client_error("consumer", &error, reason, &self.repeats);
+        logging::client_error("consumer", &error, reason, &self.repeats, &self.shared.auth);
+        if logging::is_authentication(&error) {
+            // Wake a waiting receive: it reports the refusal.
+            self.shared.arrived.notify_one();
+        }
     }
 }
 
@@ -293,6 +297,10 @@ impl Worker {
     fn run(mut self) -> Result<()> {
         let poll = self.settings.poll.min(MAX_POLL_SLICE);
         while !self.shared.stopping() {
+            if self.shared.auth.refused().is_some() {
+                tracing::error!(group = %self.settings.group, "the broker refused the consumer's credentials; closing it");
+                break;
+            }
             self.store_offsets();
             self.seek_requeued();
             // Full: a keep-alive poll only (rebalances, max.poll.interval.ms).

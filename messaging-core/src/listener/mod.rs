@@ -324,7 +324,11 @@ impl NotificationListener {
         self.inner.lifecycle.stop();
     }
 
-    /// Wait until the listener stopped, drained and left its pool.
+    /// Wait until the listener stopped, drained and left its pool. A listener whose
+    /// subscription failed for good stops on its own, and `wait` returns that error
+    /// (e.g. [`crate::ErrorKind::Authentication`] when the broker refused the
+    /// credentials); otherwise `Ok` after [`NotificationListener::stop`].
+    /// Cancel-safe: it may be raced against other events in a `select!`.
     pub async fn wait(&self) -> Result<()> {
         self.inner.lifecycle.wait().await
     }

@@ -252,12 +252,15 @@ impl Transport {
             stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(topic, error = %e, retries, "notification lost: delivery failed");
             let retryable = e.is_retryable();
-            Error::new(
-                ErrorKind::DeliveryFailed,
-                format!("delivery to {topic} failed"),
-            )
-            .with_retryable(retryable)
-            .with_source(e)
+            // Refused credentials stay what they are (the record was not persisted
+            // either): the caller must fix the configuration, not resend.
+            let kind = match e.kind() {
+                ErrorKind::Authentication => ErrorKind::Authentication,
+                _ => ErrorKind::DeliveryFailed,
+            };
+            Error::new(kind, format!("delivery to {topic} failed"))
+                .with_retryable(retryable)
+                .with_source(e)
         }
     }
 
