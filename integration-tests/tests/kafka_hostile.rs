@@ -257,3 +257,74 @@ fn a_ten_mb_record_on_a_real_broker_is_refused_served_or_reported() {
         t.close(Duration::from_secs(10)).await.unwrap();
     });
 }
+
+/// A skipped record larger than the listener's own producer limit cannot be copied
+/// to the dead-letter topic: the copy is refused (not retried) and the record stays
+/// unacknowledged and counted, while the listener goes on; with
+/// `rdkafka.producer.message.max.bytes` raised (as `docs/kafka.md` advises), the
+/// same record is copied and acknowledged.
+#[test]
+fn a_skipped_record_too_large_to_dead_letter_stays_unacknowledged_until_the_limit_is_raised() {
+    let Some(servers) = kafka_support::bootstrap_servers() else {
+        return;
+    };
+    kafka_support::init_tracing();
+    runtime().block_on(async {
+        let topic = unique("hostile-dlq");
+        let dlq = unique("hostile-dead");
+        let admin = kafka_support::transport(&servers, "");
+        let wire = admin.notification_topic(&topic, Priority::Info);
+        admin
+            .ensure_topics(&[wire.clone(), dlq.clone()])
+            .await
+            .expect("topics created");
+        let notifier = Notifier::builder()
+            .publisher_id("hostile.test")
+            .topic(&topic)
+            .transport(&admin)
+            .build()
+            .unwrap();
+        let producer = raw_producer(&servers);
+        produce(
+            &producer,
+            &wire,
+            RawRecord::value(vec![b'x'; 2 * 1024 * 1024]),
+        )
+        .await;
+        produce(&producer, &wire, RawRecord::value(valid(&notifier, 1))).await;
+
+        for (extra, copied) in [
+            ("", false),
+            ("rdkafka.producer.message.max.bytes=16777216", true),
+        ] {
+            let t = kafka_support::transport(&servers, extra);
+            let got = Collector::new();
+            let listener = NotificationListener::builder(&t)
+                .target(Target::new(&topic))
+                .pool(unique("pool"))
+                .start_position(StartPosition::Earliest)
+                .dead_letter_topic(&dlq)
+                .dead_letter_retry(Retry::Limited(0))
+                .endpoint(got.endpoint())
+                .build()
+                .unwrap();
+            listener.start().await.unwrap();
+            let settled = eventually(Duration::from_secs(60), || {
+                let c = listener.counters();
+                got.len() == 1 && c.dead_lettered + c.dead_letter_failures >= 1
+            })
+            .await;
+            let c = listener.counters();
+            assert!(settled, "{extra:?}: {} delivered, {c:?}", got.len());
+            assert_eq!(c.skipped, 1, "{extra:?}: {c:?}");
+            if copied {
+                assert_eq!((c.dead_lettered, c.dead_letter_failures), (1, 0), "{c:?}");
+            } else {
+                assert_eq!((c.dead_lettered, c.dead_letter_failures), (0, 1), "{c:?}");
+            }
+            listener.stop_and_wait().await.expect("stops");
+            t.close(Duration::from_secs(10)).await.unwrap();
+        }
+        admin.close(Duration::from_secs(10)).await.unwrap();
+    });
+}

@@ -789,6 +789,13 @@ fn hostile_records_are_refused_or_decoded_as_the_table_says() {
             r#"{"instance_id": "abc"}"#,
         ),
         (
+            "null message_id, publisher_id, timestamp, _context",
+            enveloped(
+                r#"{"message_id": null, "publisher_id": null, "event_type": "e", "priority": "info", "payload": 2, "timestamp": null, "_context": null}"#,
+            ),
+            "2",
+        ),
+        (
             "no _context, message_id, publisher_id, timestamp",
             enveloped(r#"{"event_type": "e", "priority": "info", "payload": 1}"#),
             "1",
