@@ -7,6 +7,7 @@
 //! Use [`conformance_tests!`] in a test file to get one `#[test]` per case.
 
 pub mod conformance;
+pub mod hostile;
 pub mod support;
 pub mod tansu;
 

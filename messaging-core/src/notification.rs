@@ -164,12 +164,20 @@ impl Notification {
     }
 
     /// The notification's fields as one JSON object (the CLI's output line).
+    ///
+    /// A payload a `Value` cannot hold (see [`Payload::to_value`]: nesting deeper
+    /// than serde_json's limit, a number beyond `f64`) appears as a JSON string
+    /// holding its exact text, so that this never fails.
     pub fn to_json(&self) -> Value {
+        let payload = self
+            .payload
+            .to_value()
+            .unwrap_or_else(|_| Value::String(self.payload.json().to_owned()));
         serde_json::json!({
             "priority": self.priority.as_str(),
             "publisher_id": self.publisher_id,
             "event_type": self.event_type,
-            "payload": self.payload,
+            "payload": payload,
             "context": self.context,
             "metadata": {"message_id": self.metadata.message_id, "timestamp": self.metadata.timestamp},
         })
@@ -324,6 +332,34 @@ mod tests {
                 + chrono::Duration::microseconds(micros);
             assert_eq!(format_timestamp(t), format_timestamp_slow(t));
         }
+    }
+
+    /// Regression: `to_json` built its object with `json!`, which panicked on a
+    /// payload a `Value` cannot hold (a listener delivers such payloads as text;
+    /// `messaging listen` printed every notification through `to_json`).
+    #[test]
+    fn to_json_never_panics_on_a_payload_a_value_cannot_hold() {
+        let with_payload = |text: &str| Notification {
+            context: Context::new(),
+            publisher_id: "p".into(),
+            event_type: "e".into(),
+            priority: Priority::Info,
+            payload: Payload::from_json(text).unwrap(),
+            metadata: Metadata {
+                message_id: "m".into(),
+                timestamp: "t".into(),
+            },
+        };
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        for text in [deep.as_str(), r#"{"huge": 1e400}"#] {
+            let n = with_payload(text);
+            assert!(n.payload.to_value().is_err());
+            let json = n.to_json();
+            assert_eq!(json["payload"], Value::String(text.to_owned()));
+            assert_eq!(json["event_type"], "e");
+        }
+        let fine = with_payload(r#"{"a": [1, 2]}"#).to_json();
+        assert_eq!(fine["payload"], serde_json::json!({"a": [1, 2]}));
     }
 
     #[test]
