@@ -51,7 +51,7 @@ fi
 
 step "formatting and lints"
 cargo fmt --all -- --check
-cargo fmt --manifest-path fuzz/Cargo.toml -- --check   # its own workspace
+rustfmt --check --edition 2021 fuzz/fuzz_targets/*.rs   # the fuzz crate is a workspace of its own
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "starting a Tansu broker (sqlite storage) and a RabbitMQ node"
