@@ -6,9 +6,15 @@
 # private node), and the interoperability tests against the real Python oslo.messaging
 # (Kafka and rabbit drivers) and Ceilometer (installed here in a venv).
 #
+# A short smoke of every fuzz target (scripts/fuzz.sh, MESSAGING_FUZZ_SMOKE_SECONDS
+# each, default 15) runs in the background alongside `cargo test`; a finding fails the
+# run; without nightly Rust (or when cargo-fuzz cannot be installed) it says it is
+# skipped and why.
+#
 # Caches (reused by later runs): ${MESSAGING_CACHE_DIR:-$HOME/.cache/messaging-ci}
 #   tansu-0.6.0/  the broker build (a cold build takes ~15 minutes on 2 cores)
 #   venv-oslo/    the Python environment
+#   fuzz-target/  the fuzz targets' build (cargo-fuzz itself is in ~/.cargo/bin)
 # RabbitMQ is a system package (apt-get install rabbitmq-server, ~15-25 s, needs root),
 # installed once by scripts/ensure-rabbitmq.sh.
 #
@@ -45,13 +51,16 @@ fi
 
 step "formatting and lints"
 cargo fmt --all -- --check
+rustfmt --check --edition 2021 fuzz/fuzz_targets/*.rs   # the fuzz crate is a workspace of its own
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "starting a Tansu broker (sqlite storage) and a RabbitMQ node"
 export TANSU_INSTANCE="ci-$$"
 export RABBITMQ_INSTANCE="ci-$$"
 rabbit_start_pid=""
+fuzz_pid=""
 cleanup() {
+    [[ -z $fuzz_pid ]] || kill -- "-$fuzz_pid" 2>/dev/null || true
     scripts/tansu.sh stop --name "$TANSU_INSTANCE" >/dev/null 2>&1 || true
     # A start still in progress (Tansu failed first) is let finish, so that stop finds the node.
     [[ -z $rabbit_start_pid ]] || wait "$rabbit_start_pid" 2>/dev/null || true
@@ -83,8 +92,39 @@ export MESSAGING_TANSU_SCRIPT="$root/scripts/tansu.sh"
 export RABBITMQ_URL="$rabbit_url"
 export MESSAGING_RABBIT_SCRIPT="$root/scripts/rabbitmq.sh"
 
+fuzz_seconds=${MESSAGING_FUZZ_SMOKE_SECONDS:-15}
+fuzz_log="$MESSAGING_CACHE_DIR/fuzz-smoke.log"
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+    step "fuzz smoke in the background: every target for ${fuzz_seconds}s (log $fuzz_log)"
+    # Its own process group (setsid does not fork here: a background job is no group
+    # leader), so that cleanup's kill reaches cargo and the fuzzer too.
+    MESSAGING_FUZZ_TARGET_DIR="$MESSAGING_CACHE_DIR/fuzz-target" \
+        MESSAGING_FUZZ_LOG_DIR="$MESSAGING_CACHE_DIR/fuzz-logs" \
+        setsid -w nice -n 10 scripts/fuzz.sh "$fuzz_seconds" >"$fuzz_log" 2>&1 &
+    fuzz_pid=$!
+else
+    step "fuzz smoke SKIPPED: nightly Rust is not installed (rustup toolchain install nightly)"
+fi
+
 step "cargo test --workspace (every tier: memory, Kafka mock, Kafka on Tansu, RabbitMQ, oslo.messaging interop)"
-cargo test --workspace --no-fail-fast -- --test-threads=2
+test_rc=0
+cargo test --workspace --no-fail-fast -- --test-threads=2 || test_rc=$?
+
+if [[ -n $fuzz_pid ]]; then
+    fuzz_rc=0
+    wait "$fuzz_pid" || fuzz_rc=$?
+    fuzz_pid=""
+    case $fuzz_rc in
+        0) step "fuzz smoke: no findings"; sed -n '/^fuzz: [0-9]*s per target/,$p' "$fuzz_log" >&2 ;;
+        2) step "fuzz smoke SKIPPED: $(grep '^fuzz: ' "$fuzz_log" | tail -n 1 || true)" ;;
+        *)
+            cat "$fuzz_log" >&2
+            echo "error: the fuzz smoke failed (a finding or a build failure, above)" >&2
+            exit 1
+            ;;
+    esac
+fi
+[[ $test_rc -eq 0 ]] || exit "$test_rc"
 
 step "the crates package (cargo package builds each published crate from its packaged files)"
 # cargo verifies each packaged crate against the others as a local registry, and treats

@@ -84,6 +84,24 @@ use crate::pump::{Declaration, Inbox, Plan, DEFAULT_PREFETCH};
 
 pub use crate::options::{DEFAULT_MAX_RECORD_BYTES, DEFAULT_PORT};
 
+/// Entry points for the fuzz targets (`fuzz/` at the top of the repository). Not
+/// part of the API: no stability promise, hidden from the docs.
+#[doc(hidden)]
+pub mod __private {
+    use messaging_core::options::DriverOptions;
+    use messaging_core::{Result, TransportUrl};
+
+    /// Resolve `url`'s query and `config_options` as [`super::client_settings`]
+    /// does and read the driver's configuration from them, without reading any
+    /// file it names and without connecting.
+    pub fn parse_config(url: &TransportUrl, config_options: &[(String, String)]) -> Result<()> {
+        let query = url.query_map();
+        let options =
+            DriverOptions::resolve(super::OPTIONS, &[], [config_options, query.as_slice()])?;
+        super::RabbitConfig::from_url(url, &options).map(drop)
+    }
+}
+
 /// The AMQP settings the driver uses for a URL, for tools that talk AMQP directly
 /// with the same settings (such as the raw baseline of `messaging bench`). Its
 /// `Debug` never shows the password.

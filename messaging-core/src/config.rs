@@ -151,6 +151,20 @@ fn default_concurrency() -> usize {
     DEFAULT_MAX_CONCURRENCY
 }
 
+/// The longest timeout a configuration file sets (a century): deadlines are
+/// computed as `now + timeout`, which overflows for anything near `Duration::MAX`.
+const MAX_CONFIG_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A timeout in seconds from a configuration file: negative and NaN are 0, more
+/// than [`MAX_CONFIG_TIMEOUT`] (infinity included) is that. (`from_secs_f64`
+/// panics on a value beyond `u64::MAX` seconds, such as 1e300 or `inf`.)
+fn seconds(value: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(value.max(0.0))
+        .unwrap_or(MAX_CONFIG_TIMEOUT)
+        .min(MAX_CONFIG_TIMEOUT)
+}
+
 fn open(
     registry: &DriverRegistry,
     url: &str,
@@ -201,9 +215,7 @@ impl MessagingConfig {
     ) -> crate::rpc::RpcClient {
         let client = crate::rpc::RpcClient::new(transport, target);
         match self.rpc_response_timeout {
-            Some(secs) if secs.is_finite() && secs > 0.0 => {
-                client.with_timeout(std::time::Duration::from_secs_f64(secs))
-            }
+            Some(secs) if secs.is_finite() && secs > 0.0 => client.with_timeout(seconds(secs)),
             _ => client,
         }
     }
@@ -259,12 +271,10 @@ impl MessagingConfig {
             .allow_requeue(l.allow_requeue)
             .max_concurrency(l.max_concurrency);
         if let Some(size) = l.batch_size {
-            let timeout =
-                std::time::Duration::from_secs_f64(l.batch_timeout.unwrap_or(1.0).max(0.0));
-            builder = builder.batch(size, timeout);
+            builder = builder.batch(size, seconds(l.batch_timeout.unwrap_or(1.0)));
         }
         if let Some(t) = l.stop_timeout {
-            builder = builder.stop_timeout(std::time::Duration::from_secs_f64(t.max(0.0)));
+            builder = builder.stop_timeout(seconds(t));
         }
         builder
     }
@@ -312,5 +322,25 @@ consumer_group = "g"
         let e = c.open_notification_transport_with(&registry()).unwrap_err();
         assert!(e.to_string().contains("\"other\""), "{e}");
         assert_eq!(c.rpc_response_timeout, Some(7.5));
+    }
+
+    /// Regression: a timeout of 1e300 or `inf` seconds (TOML has `inf`) panicked in
+    /// `Duration::from_secs_f64` when the configuration was applied.
+    #[test]
+    fn huge_and_infinite_timeouts_are_capped_not_a_panic() {
+        assert_eq!(seconds(1e300), MAX_CONFIG_TIMEOUT);
+        assert_eq!(seconds(f64::INFINITY), MAX_CONFIG_TIMEOUT);
+        assert_eq!(seconds(f64::NAN), std::time::Duration::ZERO);
+        assert_eq!(seconds(-1.0), std::time::Duration::ZERO);
+        assert_eq!(seconds(1.5), std::time::Duration::from_millis(1500));
+        let c: MessagingConfig = toml::from_str(
+            "transport_url = \"memory://\"\nrpc_response_timeout = 1e300\n\
+             [listener]\nbatch_size = 10\nbatch_timeout = inf\nstop_timeout = 1e300\n",
+        )
+        .unwrap();
+        assert_eq!(c.listener.batch_timeout, Some(f64::INFINITY));
+        assert!(std::time::Instant::now()
+            .checked_add(seconds(c.rpc_response_timeout.unwrap()))
+            .is_some());
     }
 }

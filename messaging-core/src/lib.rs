@@ -51,6 +51,9 @@ pub mod target;
 pub mod transport;
 pub mod url;
 
+#[doc(hidden)]
+pub mod __private;
+
 pub use config::MessagingConfig;
 pub use driver::{
     Capabilities, CloseReport, DeliveryTag, Dialect, Driver, DriverFactory, OutgoingRecord,

@@ -80,7 +80,7 @@ impl OptionSpec {
             },
             OptionKind::Seconds => parse_seconds(value)
                 .map(|_| ())
-                .ok_or_else(|| bad("a number of seconds >= 0".into())),
+                .ok_or_else(|| bad(format!("a number of seconds from 0 to {}", u64::MAX))),
             OptionKind::Text => Ok(()),
             OptionKind::Choice(choices) => {
                 if choices.iter().any(|c| c.eq_ignore_ascii_case(value.trim())) {
@@ -102,10 +102,14 @@ pub fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-/// Parse a non-negative number of seconds (`1.5` is 1500 ms).
+/// Parse a non-negative number of seconds (`1.5` is 1500 ms); `None` also for a
+/// number too large for a [`Duration`] (more than `u64::MAX` seconds).
 pub fn parse_seconds(value: &str) -> Option<Duration> {
     let v: f64 = value.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v))
+    if !(v.is_finite() && v >= 0.0) {
+        return None;
+    }
+    Duration::try_from_secs_f64(v).ok()
 }
 
 /// Validated option values: the specs' defaults, overridden by configuration, then by the URL.
@@ -247,5 +251,27 @@ mod tests {
         assert!(e.to_string().contains("one of none, gzip"), "{e}");
         let bad = vec![("size".to_owned(), "11".to_owned())];
         assert!(DriverOptions::resolve(SPECS, &[], [bad.as_slice()]).is_err());
+    }
+
+    /// Regression: `Duration::from_secs_f64` panicked on seconds beyond `u64::MAX`
+    /// (`?connection_timeout=1e300` in a URL took down the process opening it).
+    #[test]
+    fn seconds_beyond_a_duration_are_refused_not_a_panic() {
+        for text in ["1e300", "18446744073709551616", "1.8446744073709552e19"] {
+            assert_eq!(parse_seconds(text), None, "{text}");
+            let bad = vec![("wait".to_owned(), text.to_owned())];
+            let e = DriverOptions::resolve(SPECS, &[], [bad.as_slice()]).unwrap_err();
+            assert!(
+                e.to_string().contains("a number of seconds from 0 to"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            parse_seconds("18446744073709549568"),
+            Some(Duration::from_secs(18446744073709549568))
+        );
+        assert_eq!(parse_seconds(" -0.0 "), Some(Duration::ZERO));
+        assert_eq!(parse_seconds("inf"), None);
+        assert_eq!(parse_seconds("NaN"), None);
     }
 }

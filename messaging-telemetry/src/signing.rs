@@ -121,11 +121,21 @@ pub fn verify_signature(message: &Map<String, Value>, secret: &str) -> bool {
     constant_time_eq(&compute_signature(message, secret), claimed)
 }
 
-/// Signs `message`: sets its `message_signature` to
-/// [`compute_signature`]`(message, secret)`, replacing any previous one.
+/// Signs `message`: sets its `message_signature` to the signature of the message
+/// as it is then sent, replacing any previous one, so that it verifies.
+///
+/// That is [`compute_signature`]`(message, secret)`, except when the previous
+/// `message_signature` is an object: its entries are signed (as Ceilometer does),
+/// so they are dropped before signing. (Ceilometer's publisher signs them and then
+/// replaces them, and its message does not verify.)
 ///
 /// As in Ceilometer's publishers, an empty `secret` stores an empty signature.
 pub fn sign(message: &mut Map<String, Value>, secret: &str) {
+    if let Some(previous) = message.get_mut(SIGNATURE_KEY) {
+        // A string is skipped by the signature, whatever it says; the key keeps
+        // its place.
+        *previous = Value::String(String::new());
+    }
     let signature = compute_signature(message, secret);
     message.insert(SIGNATURE_KEY.to_owned(), Value::String(signature));
 }
@@ -266,24 +276,37 @@ impl PyObject for Node {
 
 fn parse_object(json: &str) -> Result<BTreeMap<String, Node>, SigningError> {
     let raw: Box<RawValue> = serde_json::from_str(json)?;
-    match parse_node(&raw)? {
+    match parse_node(&raw, 1)? {
         Node::Dict(map) => Ok(map),
         _ => Err(SigningError::NotAnObject),
     }
 }
 
-/// Converts validated raw JSON into a [`Node`]. The depth is bounded by
-/// serde_json's recursion limit, which the top-level parse already enforced.
-fn parse_node(raw: &RawValue) -> Result<Node, serde_json::Error> {
+/// How deeply arrays and objects may nest in a message, the message itself
+/// included: serde_json's limit for a parsed value (128 levels are refused), so
+/// that both entry points accept the same nesting.
+const MAX_NESTING: usize = 127;
+
+/// Converts validated raw JSON into a [`Node`], `depth` being the nesting of
+/// `raw` (the message is 1). Reading a raw value has no recursion limit in
+/// serde_json, so the limit is enforced here: deeper input would overflow the
+/// stack (a process abort), not fail.
+fn parse_node(raw: &RawValue, depth: usize) -> Result<Node, serde_json::Error> {
     let text = raw
         .get()
         .trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
-    Ok(match text.as_bytes().first() {
+    let first = text.as_bytes().first();
+    if matches!(first, Some(b'{' | b'[')) && depth > MAX_NESTING {
+        return Err(serde::de::Error::custom(format!(
+            "recursion limit exceeded: more than {MAX_NESTING} levels of arrays and objects"
+        )));
+    }
+    Ok(match first {
         Some(b'{') => {
             let entries: BTreeMap<String, Box<RawValue>> = serde_json::from_str(text)?;
             let mut map = BTreeMap::new();
             for (key, value) in entries {
-                map.insert(key, parse_node(&value)?);
+                map.insert(key, parse_node(&value, depth + 1)?);
             }
             Node::Dict(map)
         }
@@ -292,7 +315,7 @@ fn parse_node(raw: &RawValue) -> Result<Node, serde_json::Error> {
             Node::List(
                 items
                     .iter()
-                    .map(|item| parse_node(item))
+                    .map(|item| parse_node(item, depth + 1))
                     .collect::<Result<_, _>>()?,
             )
         }
@@ -512,5 +535,67 @@ mod tests {
             verify_signature_json("\"x\"", ""),
             Err(SigningError::NotAnObject)
         ));
+    }
+
+    /// Regression (fuzz target telemetry_signing): a message whose previous
+    /// `message_signature` was an object got a signature that covered the object's
+    /// entries, which `sign` then replaced: the signed message did not verify.
+    #[test]
+    fn sign_replaces_a_signature_object_and_the_result_verifies() {
+        let mut m = match json!({"message_signature": {"x": "1"}, "b": 2}) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        sign(&mut m, "k");
+        assert!(verify_signature(&m, "k"));
+        let mut plain = match json!({"b": 2}) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            m[SIGNATURE_KEY],
+            Value::String(compute_signature(&plain, "k"))
+        );
+        sign(&mut plain, "k");
+        assert_eq!(m, plain);
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(verify_signature_json(&text, "k").unwrap());
+    }
+
+    /// Regression: reading raw JSON recursed once per level of nesting with no
+    /// limit (serde_json has none for a raw value), so a deeply nested message
+    /// overflowed the stack and aborted the process (1,000 levels on a 2 MiB
+    /// thread). It is now refused past serde_json's own limit, exactly where the
+    /// parsed-value path refuses it.
+    #[test]
+    fn deep_nesting_is_refused_like_serde_not_a_stack_overflow() {
+        let nested = |depth: usize| {
+            // The message object is one level; arrays make up the rest.
+            format!(
+                "{{\"a\": {}1{}}}",
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            )
+        };
+        for depth in (120..136).chain([1_000, 100_000]) {
+            let text = nested(depth);
+            let serde_ok = serde_json::from_str::<Map<String, Value>>(&text).is_ok();
+            let worker = std::thread::Builder::new().stack_size(2 << 20);
+            let (computed, verified) = worker
+                .spawn(move || {
+                    (
+                        compute_signature_json(&text, "k").is_ok(),
+                        verify_signature_json(&text, "k").is_ok(),
+                    )
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(computed, serde_ok, "{depth}");
+            assert_eq!(verified, serde_ok, "{depth}");
+            assert_eq!(serde_ok, depth <= MAX_NESTING, "{depth}");
+        }
+        let e = compute_signature_json(&nested(MAX_NESTING + 1), "k").unwrap_err();
+        assert!(e.to_string().contains("recursion limit exceeded"), "{e}");
     }
 }

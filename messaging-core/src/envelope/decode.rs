@@ -27,7 +27,7 @@ pub fn decode(body: &[u8]) -> Result<Notification> {
 }
 
 /// Decode any accepted form: parse the outer object, then the inner message.
-pub(super) fn decode_general(body: &[u8]) -> Result<Notification> {
+pub(crate) fn decode_general(body: &[u8]) -> Result<Notification> {
     let record: WireRecord<'_> = serde_json::from_slice(body)
         .map_err(|e| Error::decode("record is not a JSON object").with_source(e))?;
     match (&record.version, &record.message) {

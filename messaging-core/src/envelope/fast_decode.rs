@@ -16,13 +16,13 @@ use crate::notification::Notification;
 /// escapes, `"}` and nothing after. `None` sends the record down the general path
 /// (other spacing or key order, `\\u` escapes, anything malformed), which then
 /// gives the same result or the same error as always.
-pub(super) fn canonical_message(body: &[u8]) -> Option<String> {
+pub(crate) fn canonical_message(body: &[u8]) -> Option<String> {
     unescape_contents(canonical_contents(body)?)
 }
 
 /// The still escaped contents of `oslo.message` in a record laid out as [`encode`]
 /// writes it.
-pub(super) fn canonical_contents(body: &[u8]) -> Option<&[u8]> {
+pub(crate) fn canonical_contents(body: &[u8]) -> Option<&[u8]> {
     body.strip_prefix(OUTER_PREFIX)?.strip_suffix(b"\"}")
 }
 
@@ -111,7 +111,7 @@ fn fields_to_notification(
 /// without serde's per-key machinery. `None` for anything else, and whenever a
 /// value does not parse: the caller then parses the message with serde, which
 /// gives the same result or the error.
-pub(super) fn read_canonical_message(message: &str) -> Option<Result<Notification>> {
+pub(crate) fn read_canonical_message(message: &str) -> Option<Result<Notification>> {
     let mut at = 0;
     let message_id = simple_string_after(message, &mut at, br#"{"message_id": "#)?;
     let publisher_id = simple_string_after(message, &mut at, br#", "publisher_id": "#)?;
@@ -130,7 +130,7 @@ pub(super) fn read_canonical_message(message: &str) -> Option<Result<Notificatio
 /// reading the fields before the payload in place and unescaping only from the
 /// payload on (what `read_canonical_message(unescape_contents(contents))` gives,
 /// or `None`).
-pub(super) fn read_canonical_escaped(contents: &[u8]) -> Option<Result<Notification>> {
+pub(crate) fn read_canonical_escaped(contents: &[u8]) -> Option<Result<Notification>> {
     let mut at = 0;
     let message_id = escaped_simple_string_after(contents, &mut at, br#"{\"message_id\": \""#)?;
     let publisher_id =

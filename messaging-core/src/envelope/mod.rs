@@ -34,7 +34,11 @@ mod tests;
 
 pub(crate) use decode::check_version;
 pub use decode::decode;
+pub(crate) use decode::decode_general;
 pub use encode::{encode, encode_as};
+pub(crate) use fast_decode::{
+    canonical_contents, canonical_message, read_canonical_escaped, read_canonical_message,
+};
 
 /// The envelope version this crate writes.
 pub const ENVELOPE_VERSION: &str = "2.0";

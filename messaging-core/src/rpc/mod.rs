@@ -40,8 +40,8 @@ mod client;
 pub mod demo;
 mod dispatcher;
 mod endpoint;
-mod server;
-mod wire;
+pub(crate) mod server;
+pub(crate) mod wire;
 
 use std::fmt;
 use std::time::Duration;

@@ -417,9 +417,15 @@ async fn handle(
 
 /// How often oslo's server beats for a call monitor of `timeout` seconds:
 /// `int(timeout) / 2` seconds, none under one second.
-fn heartbeat_interval(timeout: f64) -> Option<Duration> {
+/// `None` too when the interval does not fit a [`Duration`] (a caller's `_timeout`
+/// of more than 2 * `u64::MAX` seconds: the beat would never come anyway).
+pub(crate) fn heartbeat_interval(timeout: f64) -> Option<Duration> {
     let every = timeout.floor() / 2.0;
-    (every >= 1.0).then(|| Duration::from_secs_f64(every))
+    if every >= 1.0 {
+        Duration::try_from_secs_f64(every).ok()
+    } else {
+        None
+    }
 }
 
 /// Run `call`, sending `to` a heartbeat every `every` until it finishes (the caller
@@ -513,5 +519,14 @@ mod heartbeat_tests {
         assert_eq!(heartbeat_interval(2.0), Some(Duration::from_secs(1)));
         assert_eq!(heartbeat_interval(1.9), None);
         assert_eq!(heartbeat_interval(0.5), None);
+    }
+
+    /// Regression: a caller's `_timeout` of 1e300 (finite, positive) made the
+    /// interval overflow `Duration::from_secs_f64`, a panic in the server.
+    #[test]
+    fn a_call_monitor_beyond_a_duration_gets_no_heartbeat_not_a_panic() {
+        assert_eq!(heartbeat_interval(1e300), None);
+        assert_eq!(heartbeat_interval(f64::MAX), None);
+        assert!(heartbeat_interval(1e19).is_some());
     }
 }

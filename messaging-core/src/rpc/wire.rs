@@ -303,7 +303,8 @@ pub(crate) fn encode_heartbeat(msg_id: &str, unique_id: &str) -> Result<Vec<u8>>
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct IncomingReply {
     pub(crate) msg_id: String,
-    /// `None` for a bare end-of-reply marker (older oslo senders split replies).
+    /// `None` for a bare end-of-reply marker (older oslo senders split replies) and
+    /// for a heartbeat.
     pub(crate) outcome: Option<std::result::Result<Value, WireFailure>>,
 }
 
@@ -312,8 +313,12 @@ pub(crate) fn decode_reply(body: &[u8]) -> Result<IncomingReply> {
     let mut m = unwrap(body)?;
     let msg_id =
         take_string(&mut m, "_msg_id").ok_or_else(|| Error::decode("reply has no _msg_id"))?;
+    let ending = m.get("ending").and_then(Value::as_bool);
     let outcome = match (m.remove("failure"), m.remove("result")) {
         (Some(f), _) if !f.is_null() => Some(Err(WireFailure::from_value(f))),
+        // A heartbeat (`encode_heartbeat`): a null result that does not end the
+        // reply. oslo's caller keeps the last non-null result until `ending`.
+        (_, Some(Value::Null)) if ending == Some(false) => None,
         (_, Some(result)) => Some(Ok(result)),
         _ => None,
     };
@@ -501,5 +506,21 @@ mod tests {
         let end = decode_reply(br#"{"_msg_id":"m","ending":true}"#).unwrap();
         assert_eq!(end.outcome, None);
         assert!(decode_reply(br#"{"result":1}"#).is_err());
+    }
+
+    /// A heartbeat is not the outcome of the call: decoding it as a `null` result
+    /// would end a call that set a call monitor before the method returned.
+    #[test]
+    fn a_heartbeat_is_no_outcome() {
+        let beat = encode_heartbeat("m1", "u1").unwrap();
+        let back = decode_reply(&beat).unwrap();
+        assert_eq!(back.msg_id, "m1");
+        assert_eq!(back.outcome, None);
+        // A null result that ends the reply is a null result.
+        let null = encode_reply("m1", "u1", &Ok(Value::Null)).unwrap();
+        assert_eq!(decode_reply(&null).unwrap().outcome, Some(Ok(Value::Null)));
+        // A result sent before a separate end marker (older senders) still counts.
+        let split = br#"{"_msg_id":"m","result":1,"failure":null,"ending":false}"#;
+        assert_eq!(decode_reply(split).unwrap().outcome, Some(Ok(json!(1))));
     }
 }
