@@ -305,7 +305,11 @@ fn stress_accounts_for_every_notification_of_each_scenario() {
     for (s, sent) in scenarios.iter().zip(expected) {
         assert_eq!(s["sent"], sent, "{s}");
         assert_eq!(s["received"], sent, "{s}");
-        assert_eq!((s["lost"].as_u64(), s["duplicates"].as_u64()), (Some(0), Some(0)), "{s}");
+        assert_eq!(
+            (s["lost"].as_u64(), s["duplicates"].as_u64()),
+            (Some(0), Some(0)),
+            "{s}"
+        );
         assert!(s["peak_rss_mib"].as_f64().unwrap() > 1.0, "{s}");
     }
     let payloads = &scenarios[3];
@@ -315,5 +319,8 @@ fn stress_accounts_for_every_notification_of_each_scenario() {
     assert!((199_000..200_000).contains(&largest), "{d}");
     assert_eq!(d["altered_payloads"], 0, "{d}");
     assert!(d["refused_sizes"].as_u64().unwrap() >= 1, "{d}");
-    assert!(d["refusal"].as_str().unwrap().contains("max_record_bytes"), "{d}");
+    assert!(
+        d["refusal"].as_str().unwrap().contains("max_record_bytes"),
+        "{d}"
+    );
 }
