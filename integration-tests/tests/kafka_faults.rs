@@ -4,6 +4,8 @@
 //! - `broker_kill_and_restart_mid_stream_loses_nothing_and_writes_nothing_twice` starts its own Tansu broker
 //!   (sqlite storage) with the script named by `MESSAGING_TANSU_SCRIPT`
 //!   (`scripts/tansu.sh`), so that killing it never disturbs other tests.
+//! - `a_member_joining_and_another_leaving_under_load_duplicate_only_records_in_flight`
+//!   needs any broker (as below).
 //! - `killed_listener_hands_its_uncommitted_records_to_a_new_member` needs any broker
 //!   (as the conformance suite: `KAFKA_BOOTSTRAP_SERVERS`, else Docker) and runs the
 //!   listener to kill in a child process (this test binary, re-executed).
@@ -575,5 +577,155 @@ fn dead_letter_copy_fails_then_succeeds_once_the_topic_exists() {
         sub.close(Duration::from_secs(10)).await.unwrap();
         t.close(Duration::from_secs(10)).await.unwrap();
         admin.close(Duration::from_secs(10)).await.unwrap();
+    });
+}
+
+/// One handling of a record by a member of the rebalance test: which member, the
+/// record's index, and when the handler returned (the listener acknowledges then).
+#[derive(Clone, Default)]
+struct Handlings(Arc<Mutex<Vec<(&'static str, i64, std::time::Instant)>>>);
+
+impl Handlings {
+    /// An endpoint for `member` whose handler takes `work` per record.
+    fn endpoint(&self, member: &'static str, work: Duration) -> NotificationEndpoint {
+        let me = self.clone();
+        NotificationEndpoint::from_fn(move |n| {
+            let me = me.clone();
+            async move {
+                tokio::time::sleep(work).await;
+                let i = index_of(&n).unwrap_or(-1);
+                me.0.lock()
+                    .unwrap()
+                    .push((member, i, std::time::Instant::now()));
+                Ok(HandlerOutcome::Handled)
+            }
+        })
+    }
+    fn by(&self, member: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.0 == member)
+            .count()
+    }
+    fn distinct(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|h| h.1)
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+}
+
+/// Rebalance under load: while records are being handled, member B joins the pool
+/// and then member A leaves it cleanly. Nothing is lost; a record comes twice only
+/// if it was still in flight (not yet acknowledged, or acknowledged above one that
+/// was not, so not committable) when its partition was revoked: the first handling
+/// of every duplicate ends after B began to join, and there are no more of them
+/// than the two rebalances can have had in flight. The count is printed.
+#[test]
+fn a_member_joining_and_another_leaving_under_load_duplicate_only_records_in_flight() {
+    kafka_support::init_tracing();
+    let Some(servers) = kafka_support::bootstrap_servers() else {
+        return skip(
+            "a_member_joining_and_another_leaving_under_load_duplicate_only_records_in_flight",
+            "no Kafka broker",
+        );
+    };
+    const TOTAL: i64 = 4000;
+    const CONCURRENCY: usize = 4;
+    let work = Duration::from_millis(3);
+    let topic = unique("rebalance");
+    let pool = unique("pool");
+    runtime().block_on(async {
+        let t = kafka_support::transport(&servers, "topic_partitions=3");
+        let n = notifier(&t, &topic);
+        for chunk in (0..TOTAL).collect::<Vec<_>>().chunks(500) {
+            let items = chunk.iter().map(|i| ("rebalance", json!({"i": i})));
+            let outcome = n
+                .notify_many(messaging_core::Priority::Info, &Context::new(), items)
+                .await
+                .unwrap()
+                .outcome()
+                .await;
+            assert!(outcome.is_delivered(), "{:?}", outcome.failures().count());
+        }
+        let handled = Handlings::default();
+        let member = |name: &'static str| {
+            NotificationListener::builder(&t)
+                .target(Target::new(&topic))
+                .pool(&pool)
+                .start_position(StartPosition::Earliest)
+                .max_concurrency(CONCURRENCY)
+                .endpoint(handled.endpoint(name, work))
+                .build()
+                .unwrap()
+        };
+        let a = member("a");
+        a.start().await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(60), || handled.by("a") >= 300).await,
+            "member a handled only {}",
+            handled.by("a")
+        );
+        let join_began = std::time::Instant::now();
+        let b = member("b");
+        b.start().await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(60), || handled.by("b") >= 200).await,
+            "member b never got partitions: {} handled",
+            handled.by("b")
+        );
+        let a_at_leave = handled.by("a");
+        a.stop_and_wait().await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(120), || handled.distinct() as i64 >= TOTAL).await,
+            "lost: {} of {TOTAL} handled",
+            handled.distinct()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        b.stop_and_wait().await.unwrap();
+        t.close(Duration::from_secs(10)).await.unwrap();
+
+        let all = handled.0.lock().unwrap().clone();
+        let mut first: BTreeMap<i64, std::time::Instant> = BTreeMap::new();
+        let mut duplicates = Vec::new();
+        for (who, i, at) in &all {
+            match first.get(i) {
+                None => {
+                    first.insert(*i, *at);
+                }
+                Some(at_first) => duplicates.push((*who, *i, *at_first)),
+            }
+        }
+        assert_eq!(
+            first.keys().copied().collect::<Vec<_>>(),
+            (0..TOTAL).collect::<Vec<_>>(),
+            "every record handled, nothing else"
+        );
+        let early: Vec<_> = duplicates
+            .iter()
+            .filter(|(_, _, at_first)| *at_first < join_began)
+            .collect();
+        assert!(
+            early.is_empty(),
+            "records acknowledged before the rebalance began came again: {early:?}"
+        );
+        // Two rebalances; at each, the records in the handlers of both members and
+        // those acknowledged after one still in flight on the same partition.
+        let bound = 2 * 2 * 2 * CONCURRENCY;
+        assert!(
+            duplicates.len() <= bound,
+            "{} duplicates, more than the {bound} the rebalances can have had in flight: {duplicates:?}",
+            duplicates.len()
+        );
+        eprintln!(
+            "rebalance under load: {TOTAL} records, member a handled {a_at_leave} before leaving, \
+             b joined and took over; {} duplicates (records in flight at a revoke), none lost",
+            duplicates.len()
+        );
     });
 }
