@@ -582,8 +582,11 @@ fn dead_letter_copy_fails_then_succeeds_once_the_topic_exists() {
 
 /// One handling of a record by a member of the rebalance test: which member, the
 /// record's index, and when the handler returned (the listener acknowledges then).
+type Handling = (&'static str, i64, std::time::Instant);
+
+/// Every handling of the rebalance test, in order.
 #[derive(Clone, Default)]
-struct Handlings(Arc<Mutex<Vec<(&'static str, i64, std::time::Instant)>>>);
+struct Handlings(Arc<Mutex<Vec<Handling>>>);
 
 impl Handlings {
     /// An endpoint for `member` whose handler takes `work` per record.
