@@ -78,7 +78,9 @@ async fn delivered(
 ) -> Result<()> {
     let refusal = tokio::select! {
         biased;
-        outcome = &mut delivery => return outcome_of(outcome, None),
+        // A refusal is recorded before the watcher purges, so a record purged
+        // because of it finds it here even when its delivery report came first.
+        outcome = &mut delivery => return outcome_of(outcome, refused.now()),
         refusal = refused.refused() => refusal,
     };
     let Some(refusal) = refusal else {
