@@ -251,3 +251,13 @@ pub fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
         }
     }
 }
+
+/// The tests' tokio runtime: multi-threaded with two workers (the machines have two
+/// cores), timers and I/O enabled.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

@@ -28,16 +28,9 @@ use messaging_core::{
 };
 use serde_json::json;
 
-use integration_tests::support::index_of;
+use integration_tests::support::{index_of, runtime};
+use integration_tests::tansu::OwnTansu;
 use kafka_support::{broker_required, eventually, unique};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn skip(test: &str, why: &str) {
     if broker_required() {
@@ -85,71 +78,16 @@ fn notifier(t: &Transport, topic: &str) -> Notifier {
         .unwrap()
 }
 
-/// A Tansu broker of our own, stopped when dropped.
-struct OwnBroker {
-    script: PathBuf,
-    name: String,
-    servers: String,
-}
-
-impl OwnBroker {
-    fn run(script: &Path, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(script)
-            .args(args)
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("{}: {e}", script.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{} {args:?} failed: {}",
-                script.display(),
-                out.status
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-
-    fn start(script: PathBuf) -> Result<Self, String> {
-        let name = unique("kfaults");
-        // sqlite: topics, data and committed offsets survive a kill -9 (memory loses all).
-        let servers = Self::run(&script, &["start", "--sqlite", "--name", &name])?;
-        Ok(OwnBroker {
-            script,
-            name,
-            servers,
-        })
-    }
-
-    /// kill -9, then start the same broker again (same port, same storage).
-    fn kill_and_restart(&self) -> Result<(), String> {
-        Self::run(&self.script, &["restart", "--name", &self.name]).map(|_| ())
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = Self::run(&self.script, &["stop", "--name", &self.name]);
-        // Keep the broker's directory (log, database) when the test failed.
-        if !std::thread::panicking() {
-            if let Ok(dir) = Self::run(&self.script, &["dir", "--name", &self.name]) {
-                if dir.contains(&self.name) {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-            }
-        }
-    }
-}
-
 #[test]
 fn broker_kill_and_restart_mid_stream_loses_nothing_and_writes_nothing_twice() {
     kafka_support::init_tracing();
-    let Some(script) = std::env::var_os("MESSAGING_TANSU_SCRIPT").map(PathBuf::from) else {
+    let Some(script) = OwnTansu::script() else {
         return skip(
             "broker_kill_and_restart_mid_stream_loses_nothing_and_writes_nothing_twice",
             "MESSAGING_TANSU_SCRIPT (path to scripts/tansu.sh) is not set",
         );
     };
-    let broker = OwnBroker::start(script).expect("start a Tansu broker");
+    let broker = OwnTansu::start(script, "kfaults").expect("start a Tansu broker");
     runtime().block_on(async {
         let t = kafka_support::transport(&broker.servers, "");
         let topic = unique("restart");

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use integration_tests::hostile::{
     hostile_records, run_hostile_table, valid, RawRecord, LARGE_ON_A_BROKER, TEN_MB,
 };
-use integration_tests::support::Collector;
+use integration_tests::support::{runtime, Collector};
 use messaging_core::{
     envelope, Context, ErrorKind, NotificationListener, Notifier, Priority, Retry, StartPosition,
     Target,
@@ -43,14 +43,6 @@ use kafka_support::{eventually, unique};
 
 /// The raw producer's `message.max.bytes`: room for the 10 MB records.
 const RAW_MESSAGE_MAX_BYTES: usize = 16 * 1024 * 1024;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// An rdkafka producer with the driver's client settings for `servers`, and room
 /// for 10 MB records.

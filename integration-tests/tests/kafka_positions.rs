@@ -9,15 +9,8 @@ mod kafka_support;
 use std::time::Duration;
 
 use bytes::Bytes;
+use integration_tests::support::runtime;
 use messaging_core::{Retry, StartPosition, Subscription, SubscriptionSpec, Transport};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn send_all(t: &Transport, topic: &str, bodies: &[&'static str]) {
     for b in bodies {

@@ -23,7 +23,7 @@ mod kafka_support;
 use std::time::{Duration, Instant};
 
 use integration_tests::support::{
-    assert_no_secret, captured_logs, index_of, CapturedLogs, Collector,
+    assert_no_secret, captured_logs, index_of, runtime, CapturedLogs, Collector,
 };
 use integration_tests::tansu::OwnTansu;
 use messaging_core::{
@@ -138,14 +138,6 @@ impl ScramBroker {
             })
             .count()
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn notifier(t: &Transport, topic: &str) -> Notifier {

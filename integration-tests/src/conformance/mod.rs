@@ -29,6 +29,7 @@ pub mod pools;
 pub mod rpc;
 pub mod subscription;
 
+use crate::support::runtime;
 use std::future::Future;
 use std::io::Write;
 use std::ops::Deref;
@@ -277,14 +278,6 @@ fn driver_label(harness: &Option<Arc<dyn DriverHarness>>, target: &str) -> Strin
 
 const NO_BROKER: &str =
     "no broker for this driver (set MESSAGING_REQUIRE_BROKER=1 to fail instead)";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// Run the listed case `name` on a fresh runtime, with an overall deadline; or
 /// report it skipped, with the reason. `target` names the test target.
