@@ -48,6 +48,7 @@ pub mod retry;
 pub mod rpc;
 mod service;
 pub mod target;
+pub mod trace;
 pub mod transport;
 pub mod url;
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::endpoint::{BatchEndpoint, HandlerOutcome, HandlerResult, NotificationEndpoint};
 use crate::driver::{DeliveryTag, ReceivedRecord, Subscription};
@@ -19,6 +20,7 @@ use crate::error::Result;
 use crate::notification::Notification;
 use crate::retry::Retry;
 use crate::service::{InFlight, Service};
+use crate::trace;
 use crate::transport::Transport;
 
 /// The endpoints of a listener: one at a time, or in batches.
@@ -91,6 +93,8 @@ pub(crate) struct ListenerService {
     requeues: Vec<DeliveryTag>,
     batch: Vec<(DeliveryTag, Arc<Notification>)>,
     batch_deadline: Option<Instant>,
+    /// The pool joined, for the spans (`messaging.consumer.group.name`).
+    pool: Option<String>,
 }
 
 /// Run a handler future. An error or a panic is counted, logged, and taken as
@@ -222,6 +226,7 @@ impl ListenerService {
         settings: ListenerSettings,
         stats: Arc<ListenerStats>,
         transport: Transport,
+        pool: Option<String>,
     ) -> Self {
         ListenerService {
             subscription,
@@ -233,6 +238,7 @@ impl ListenerService {
             requeues: Vec::new(),
             batch: Vec::new(),
             batch_deadline: None,
+            pool,
         }
     }
 
@@ -263,6 +269,11 @@ impl ListenerService {
         if let Some(settled) = work.start(Box::pin(copy)) {
             self.settle(settled);
         }
+    }
+
+    /// The driver's name (`messaging.system`).
+    fn system(&self) -> &str {
+        self.transport.driver().name()
     }
 
     fn settle_one(&mut self, tag: DeliveryTag, verdict: Verdict) {
@@ -312,12 +323,18 @@ impl Service for ListenerService {
         }
         if let Dispatch::Batch { endpoints, .. } = &self.dispatch {
             let items = std::mem::take(&mut self.batch);
+            let span = trace::process_batch(
+                self.system(),
+                self.pool.as_deref(),
+                items.iter().map(|(_, n)| &**n),
+            );
             let job = dispatch_batch(
                 endpoints.clone(),
                 items,
                 self.settings.allow_requeue,
                 self.stats.clone(),
-            );
+            )
+            .instrument(span);
             if let Some(settled) = work.start(Box::pin(job.map(Settled::Many))) {
                 self.settle(settled);
             }
@@ -337,14 +354,22 @@ impl Service for ListenerService {
                 return;
             }
         };
+        let receive = trace::receive(
+            self.system(),
+            &record.topic,
+            self.pool.as_deref(),
+            &notification,
+        );
         match &self.dispatch {
             Dispatch::Single(endpoints) => {
+                let process = trace::process(&receive, &record.topic, &notification);
                 let job = dispatch_one(
                     endpoints.clone(),
                     notification,
                     self.settings.allow_requeue,
                     self.stats.clone(),
-                );
+                )
+                .instrument(process);
                 let tag = record.tag;
                 if let Some(settled) = work.start(Box::pin(job.map(move |v| Settled::One(tag, v))))
                 {

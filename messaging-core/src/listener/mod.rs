@@ -314,6 +314,7 @@ impl NotificationListener {
                     inner.settings.clone(),
                     inner.stats.clone(),
                     transport.clone(),
+                    inner.spec.pool.clone(),
                 ))
             })
             .await

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::{NotificationSink, SinkItem, TopicResults};
 use crate::driver::{Dialect, OutgoingRecord};
@@ -13,6 +14,7 @@ use crate::error::Error;
 use crate::notification::OutgoingNotification;
 use crate::priority::Priority;
 use crate::retry::Retry;
+use crate::trace;
 use crate::transport::{DeliveryReceipt, Transport};
 
 /// Sends notifications on a transport in oslo's v2 envelope (`messaging`, `messagingv2`),
@@ -129,6 +131,63 @@ impl NotificationSink for MessagingSink {
         topics: &[String],
         retry: Retry,
     ) -> TopicResults {
+        let span = self.send_span(topics.first(), n, None);
+        let traced = trace::traced(&span, n);
+        self.send_each(traced.as_ref().unwrap_or(n), topics, retry)
+            .instrument(span)
+            .await
+    }
+
+    async fn emit_batch(&self, items: &[SinkItem<'_>], retry: Retry) -> Vec<TopicResults> {
+        let Some(first) = items.first() else {
+            return Vec::new();
+        };
+        let span = self.send_span(first.topics.first(), first.notification, Some(items.len()));
+        let copies = trace::traced_all(&span, items.iter().map(|i| i.notification));
+        let traced: Vec<SinkItem<'_>>;
+        let items = match &copies {
+            None => items,
+            Some(copies) => {
+                traced = copies
+                    .iter()
+                    .zip(items)
+                    .map(|(n, i)| SinkItem {
+                        notification: n,
+                        topics: i.topics,
+                    })
+                    .collect();
+                &traced
+            }
+        };
+        self.send_all(items, retry).instrument(span).await
+    }
+}
+
+impl MessagingSink {
+    /// The producer span of `n` (or of a batch of `batch` starting with it).
+    fn send_span(
+        &self,
+        topic: Option<&String>,
+        n: &OutgoingNotification,
+        batch: Option<usize>,
+    ) -> tracing::Span {
+        let destination = topic.map(|t| self.topic_name(t, n.priority));
+        let id = batch.is_none().then_some(n.message_id.as_str());
+        trace::notification_send(
+            self.transport.driver().name(),
+            destination.as_deref().unwrap_or_default(),
+            id,
+            batch,
+        )
+    }
+
+    /// Send `n` on each of `topics`.
+    async fn send_each(
+        &self,
+        n: &OutgoingNotification,
+        topics: &[String],
+        retry: Retry,
+    ) -> TopicResults {
         let dialect = self.transport.dialect();
         let once = match dialect {
             Dialect::Kafka => match envelope::encode(n) {
@@ -155,7 +214,8 @@ impl NotificationSink for MessagingSink {
         results
     }
 
-    async fn emit_batch(&self, items: &[SinkItem<'_>], retry: Retry) -> Vec<TopicResults> {
+    /// Send each item on its topics, as one batch.
+    async fn send_all(&self, items: &[SinkItem<'_>], retry: Retry) -> Vec<TopicResults> {
         let (records, refused) = self.records(items);
         let mut sent = self.transport.send_batch(records, retry).await.into_iter();
         items

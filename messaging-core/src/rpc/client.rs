@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
 use super::wire::{self, OutgoingRequest, WireFailure};
 use super::{resolve, RpcSerializer, Target, DEFAULT_TIMEOUT};
@@ -17,6 +18,7 @@ use super::{RpcAddress, RpcDelivery, RpcDriver, RpcOperation, RpcReceiver, RpcRe
 use crate::error::{Error, ErrorKind, Result};
 use crate::notification::Context;
 use crate::retry::Backoff;
+use crate::trace;
 use crate::transport::Transport;
 
 type Outcome = std::result::Result<Value, WireFailure>;
@@ -306,7 +308,10 @@ impl RpcClient {
     {
         let rpc = self.rpc(RpcOperation::Call)?;
         let args = args_to_map(method, serde_json::to_value(args))?;
-        let value = self.do_call(&rpc, ctx, method, args).await?;
+        let value = self
+            .do_call(&rpc, ctx, method, args)
+            .instrument(self.span(method, trace::RpcOperation::Call))
+            .await?;
         R::deserialize(value).map_err(|e| {
             Error::new(
                 ErrorKind::Decode,
@@ -321,7 +326,9 @@ impl RpcClient {
     pub async fn call_json(&self, ctx: &Context, method: &str, args: Value) -> Result<Value> {
         let rpc = self.rpc(RpcOperation::Call)?;
         let args = args_to_map(method, Ok(args))?;
-        self.do_call(&rpc, ctx, method, args).await
+        self.do_call(&rpc, ctx, method, args)
+            .instrument(self.span(method, trace::RpcOperation::Call))
+            .await
     }
 
     /// Send `method` without waiting for a result: to every server on the topic if
@@ -341,6 +348,7 @@ impl RpcClient {
         let rpc = self.rpc(op)?;
         let args = args_to_map(method, serde_json::to_value(args))?;
         self.do_cast(&rpc, ctx, method, args, self.target.fanout)
+            .instrument(self.span(method, cast_operation(self.target.fanout)))
             .await
     }
 
@@ -354,6 +362,7 @@ impl RpcClient {
         let rpc = self.rpc(op)?;
         let args = args_to_map(method, Ok(args))?;
         self.do_cast(&rpc, ctx, method, args, self.target.fanout)
+            .instrument(self.span(method, cast_operation(self.target.fanout)))
             .await
     }
 
@@ -367,14 +376,18 @@ impl RpcClient {
     ) -> Result<()> {
         let rpc = self.rpc(RpcOperation::Fanout)?;
         let args = args_to_map(method, serde_json::to_value(args))?;
-        self.do_cast(&rpc, ctx, method, args, true).await
+        self.do_cast(&rpc, ctx, method, args, true)
+            .instrument(self.span(method, trace::RpcOperation::Fanout))
+            .await
     }
 
     /// [`RpcClient::fanout`] with JSON arguments.
     pub async fn fanout_json(&self, ctx: &Context, method: &str, args: Value) -> Result<()> {
         let rpc = self.rpc(RpcOperation::Fanout)?;
         let args = args_to_map(method, Ok(args))?;
-        self.do_cast(&rpc, ctx, method, args, true).await
+        self.do_cast(&rpc, ctx, method, args, true)
+            .instrument(self.span(method, trace::RpcOperation::Fanout))
+            .await
     }
 
     fn address(&self, fanout: bool) -> RpcAddress {
@@ -391,8 +404,31 @@ impl RpcClient {
         }
     }
 
-    /// Context and arguments as they go on the wire.
+    /// The client span of a request for `method`.
+    fn span(&self, method: &str, operation: trace::RpcOperation) -> Span {
+        trace::rpc_client(
+            self.shared.transport.driver().name(),
+            &self.target.topic,
+            method,
+            self.target.namespace.as_deref(),
+            operation,
+        )
+    }
+
+    /// Context and arguments as they go on the wire, the context with the trace
+    /// context of the current (client) span.
     fn outgoing(
+        &self,
+        ctx: &Context,
+        args: Map<String, Value>,
+    ) -> Result<(Context, Map<String, Value>)> {
+        let (mut wire_ctx, args) = self.serialized(ctx, args)?;
+        trace::inject(&Span::current(), &mut wire_ctx);
+        Ok((wire_ctx, args))
+    }
+
+    /// Context and arguments through the serializer.
+    fn serialized(
         &self,
         ctx: &Context,
         args: Map<String, Value>,
@@ -541,6 +577,15 @@ async fn send(
             })
         })
         .await
+}
+
+/// The span operation of a cast to a target (`fanout` or not).
+fn cast_operation(fanout: bool) -> trace::RpcOperation {
+    if fanout {
+        trace::RpcOperation::Fanout
+    } else {
+        trace::RpcOperation::Cast
+    }
 }
 
 /// Keyword arguments: a JSON object (null means none).

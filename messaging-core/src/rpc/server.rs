@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 use tokio::task::JoinError;
+use tracing::{Instrument, Span};
 
 use super::dispatcher::Dispatcher;
 use super::endpoint::{RemoteError, RpcEndpoint};
@@ -22,6 +23,7 @@ use super::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::Lifecycle;
 use crate::service::{spawned, InFlight, Service, ServiceSettings, DEFAULT_STOP_TIMEOUT};
+use crate::trace;
 use crate::transport::Transport;
 
 /// How long one receive of requests waits.
@@ -208,6 +210,8 @@ impl RpcServer {
                     serializer: inner.serializer.clone(),
                     stats: inner.stats.clone(),
                     server: inner.spec.server.clone(),
+                    system: inner.transport.driver().name().to_owned(),
+                    topic: inner.spec.topic.clone(),
                     replies: Vec::new(),
                     recent: VecDeque::with_capacity(RECENT_UNIQUE_IDS),
                 })
@@ -251,6 +255,9 @@ struct ServerService {
     serializer: Option<Arc<dyn RpcSerializer>>,
     stats: Arc<Stats>,
     server: String,
+    /// The driver's name and the topic, for the spans.
+    system: String,
+    topic: String,
     replies: Vec<RpcReply>,
     /// The `_unique_id`s of the latest requests taken, oldest first.
     recent: VecDeque<String>,
@@ -286,13 +293,15 @@ impl Service for ServerService {
                     );
                     return;
                 }
+                let span = self.span(&request);
                 let job = handle(
                     request,
                     self.dispatcher.clone(),
                     self.serializer.clone(),
                     self.stats.clone(),
                     self.rpc.clone(),
-                );
+                )
+                .instrument(span);
                 if let Some(done) = work.start(spawned(job)) {
                     self.settle(done);
                 }
@@ -339,6 +348,18 @@ impl Service for ServerService {
 }
 
 impl ServerService {
+    /// The server span `request` runs in.
+    fn span(&self, request: &IncomingRequest) -> Span {
+        trace::rpc_server(
+            &self.system,
+            &self.topic,
+            &request.method,
+            request.namespace.as_deref(),
+            request.reply.as_ref().map(|r| r.msg_id.as_str()),
+            &request.context,
+        )
+    }
+
     /// Whether `unique_id` is one of the last [`RECENT_UNIQUE_IDS`] taken; if not,
     /// it is remembered. A request without one is never a duplicate.
     fn is_duplicate(&mut self, unique_id: Option<&str>) -> bool {
