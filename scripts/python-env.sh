@@ -14,8 +14,9 @@
 #                        present, else python3)
 #
 # What gets installed:
-#   scripts/requirements-interop.txt         oslo.messaging + confluent-kafka and their
-#                                            pinned dependency closure (normal install)
+#   scripts/requirements-interop.txt         oslo.messaging + confluent-kafka + the
+#                                            OpenTelemetry SDK and their pinned
+#                                            dependency closure (normal install)
 #   scripts/requirements-interop-nodeps.txt  ceilometer, installed with --no-deps (only
 #                                            ceilometer.publisher.utils is used)
 #
@@ -108,6 +109,7 @@ import confluent_kafka
 import oslo_messaging
 from oslo_messaging._drivers import impl_kafka  # noqa: F401  (the Kafka driver)
 from ceilometer.publisher import utils
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: F401
 assert utils.compute_signature({"a": 1}, "s")
 v = confluent_kafka.version()
 v = v[0] if isinstance(v, tuple) else v

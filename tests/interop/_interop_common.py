@@ -163,3 +163,48 @@ def url_scheme(url):
 def is_rabbit_url(url):
     """True for oslo's RabbitMQ driver (rabbit://; kombu:// is broken in oslo 18.3)."""
     return url_scheme(url) == "rabbit"
+
+
+def enable_tracing(conf):
+    """[oslo_messaging_tracing] tracing_enabled = true, with an in-memory exporter.
+
+    A TracerProvider is installed before oslo.messaging sets up its tracer, so
+    oslo reuses it (its _tracing.client does so for any provider already set)
+    instead of building its own with an OTLP exporter. Returns the exporter.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    conf.set_override("tracing_enabled", True, group="oslo_messaging_tracing")
+    return exporter
+
+
+def span_dict(span):
+    """A finished (or current) span as JSON: ids in W3C hex, kind, attributes."""
+    ctx = span.get_span_context()
+    parent = getattr(span, "parent", None)
+    return {"name": getattr(span, "name", None),
+            "kind": str(getattr(span, "kind", "")).rsplit(".", 1)[-1],
+            "trace_id": format(ctx.trace_id, "032x"),
+            "span_id": format(ctx.span_id, "016x"),
+            "parent_span_id": format(parent.span_id, "016x") if parent else None,
+            "attributes": dict(getattr(span, "attributes", None) or {})}
+
+
+def current_span_dict():
+    """The span current in this thread (oslo's consumer span inside an endpoint),
+    or None when tracing is off."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    span = trace.get_current_span()
+    if not span.get_span_context().is_valid:
+        return None
+    return span_dict(span)

@@ -3,7 +3,7 @@
 
 Usage:
   oslo_rpc_client.py --url rabbit://guest:guest@127.0.0.1:PORT/ --requests FILE|-
-                     [--exchange X] [--verbose]
+                     [--exchange X] [--trace] [--verbose]
 
 FILE (or stdin with -) is a JSON list of requests, performed in order with ONE
 transport (get_rpc_transport(cfg.CONF, url=--url)) and one client
@@ -43,6 +43,13 @@ Output (stdout), one JSON line per request, in order, flushed at once:
                str(e)
      text      str(e)
 "elapsed" is the request's duration in seconds (float).
+
+--trace: [oslo_messaging_tracing] tracing_enabled = true with an in-memory span
+exporter (see _interop_common.enable_tracing); after the request lines, one line
+  {"spans": [SPAN, ...]}                     every span oslo finished, SPAN as in
+                                             _interop_common.span_dict (trace_id,
+                                             span_id, parent_span_id, name, kind,
+                                             attributes)
 
 Driver options: [oslo_messaging_rabbit] options can go in the URL query (oslo reads
 them there), e.g. rabbit://guest:guest@127.0.0.1:PORT/?rabbit_quorum_queue=true
@@ -101,6 +108,7 @@ def main():
     ap.add_argument("--url", required=True, help="rabbit://USER:PASS@HOST:PORT/[VHOST]")
     ap.add_argument("--requests", required=True, help="JSON file, or - for stdin")
     ap.add_argument("--exchange", help="default control exchange for every request")
+    ap.add_argument("--trace", action="store_true", help="OpenTelemetry tracing on")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     common.setup_logging(args.verbose)
@@ -114,6 +122,7 @@ def main():
     import oslo_messaging
 
     conf = common.init_oslo_config()
+    exporter = common.enable_tracing(conf) if args.trace else None
     transport = oslo_messaging.get_rpc_transport(conf, url=args.url)
     try:
         first_topic = next((r["topic"] for r in requests if r.get("topic")), "interop")
@@ -153,6 +162,8 @@ def main():
                 line["error"] = _describe(exc)
             line["elapsed"] = round(time.monotonic() - t0, 4)
             common.emit(line)
+        if exporter is not None:
+            common.emit({"spans": [common.span_dict(s) for s in exporter.get_finished_spans()]})
     finally:
         transport.cleanup()
     return 0

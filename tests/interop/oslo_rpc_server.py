@@ -4,7 +4,7 @@
 Usage:
   oslo_rpc_server.py --url rabbit://guest:guest@127.0.0.1:PORT/ --topic T --server S
                      [--exchange X] [--ready-file PATH] [--duration SECONDS]
-                     [--workers 1] [--verbose]
+                     [--workers 1] [--trace] [--verbose]
 
 Starts oslo_messaging.get_rpc_server(get_rpc_transport(cfg.CONF, url=--url),
 Target(topic=T, server=S, exchange=X), endpoints, executor="threading"), so it consumes
@@ -41,6 +41,10 @@ Output (stdout), one JSON line per event, flushed at once:
                                   (before the method runs; also for record, fail, sleep)
   {"method": "record", "args": {...}, "context": {...}, "server": S}
                                   printed by record() itself
+With --trace ([oslo_messaging_tracing] tracing_enabled = true, in-memory span
+exporter: _interop_common.enable_tracing), each "served" line also has
+  "span": {"trace_id", "span_id", "parent_span_id", "name", "kind", "attributes"}
+                                  oslo's consumer span the method runs in
 "context" is the dict the endpoint got: the caller's context keys plus oslo's
 "client_timeout" (the request's _timeout: the caller's call_monitor_timeout, or null).
 
@@ -73,8 +77,12 @@ def make_endpoints(server_name):
     import oslo_messaging
 
     def served(endpoint, method, ctxt, args):
-        common.emit({"served": method, "endpoint": endpoint, "args": args,
-                     "context": _ctx_dict(ctxt), "server": server_name})
+        line = {"served": method, "endpoint": endpoint, "args": args,
+                "context": _ctx_dict(ctxt), "server": server_name}
+        span = common.current_span_dict()
+        if span is not None:
+            line["span"] = span
+        common.emit(line)
 
     class DefaultEndpoint:
         # No namespace, version 1.0 (oslo's default for an endpoint without target).
@@ -128,6 +136,7 @@ def main():
     ap.add_argument("--ready-file")
     ap.add_argument("--duration", type=float, help="stop after SECONDS (default: on signal)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--trace", action="store_true", help="OpenTelemetry tracing on")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     common.setup_logging(args.verbose)
@@ -145,6 +154,8 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
 
     conf = common.init_oslo_config()
+    if args.trace:
+        common.enable_tracing(conf)
     transport = oslo_messaging.get_rpc_transport(conf, url=args.url)
     target = oslo_messaging.Target(topic=args.topic, server=args.server,
                                    exchange=args.exchange)

@@ -72,6 +72,10 @@ fn spans(name: &str, destination: &str) -> Vec<SpanData> {
 }
 
 /// The one span named `name` on `destination`, once it ended.
+pub async fn finished_span(name: &str, destination: &str) -> SpanData {
+    span(name, destination).await
+}
+
 async fn span(name: &str, destination: &str) -> SpanData {
     let found = eventually(PATIENCE, || !spans(name, destination).is_empty()).await;
     assert!(
