@@ -94,3 +94,8 @@ fn openstack_service_runs() {
         "2 instances booted over RPC, 2 notifications audited",
     );
 }
+
+#[test]
+fn traces_runs() {
+    run("traces", &[], "continued in the handler");
+}
