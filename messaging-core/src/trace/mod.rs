@@ -34,5 +34,8 @@ pub(crate) use propagation::{inject, traced, traced_all};
 pub use propagation::{TRACEPARENT, TRACESTATE};
 pub(crate) use spans::{notification_send, rpc_client, RpcOperation};
 
+#[cfg(test)]
+mod tests;
+
 /// The `tracing` target of every span of this crate.
 pub const TARGET: &str = "messaging_core::trace";
