@@ -6,6 +6,8 @@
 //! them (`MESSAGING_REQUIRE_BROKER=1` makes that a failure).
 
 mod kafka_support;
+// Both support modules include docker_support (each is also used alone elsewhere).
+#[allow(clippy::duplicate_mod)]
 mod rabbit_support;
 mod trace_support;
 
