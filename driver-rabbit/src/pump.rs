@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lapin::options::{QueueDeclareOptions, 
+use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-    QueueDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Acker, Channel, Connection};
@@ -310,7 +310,12 @@ impl QueueDepth {
     fn new(queues: &[String]) -> Self {
         let gauges = queues
             .iter()
-            .map(|q| metrics::gauge(metrics::QUEUE_DEPTH, &metrics::destination_labels("rabbit", q, None)))
+            .map(|q| {
+                metrics::gauge(
+                    metrics::QUEUE_DEPTH,
+                    &metrics::destination_labels("rabbit", q, None),
+                )
+            })
             .collect();
         QueueDepth {
             gauges,
@@ -431,7 +436,12 @@ async fn run(
                 }
                 Some(Some(Err(e))) => {
                     tracing::warn!(purpose = plan.purpose, error = %e, "RabbitMQ consumer lost its connection; reconnecting");
-                    connector.health.disconnected(ErrorReport::of(&transport_error("the consumer lost its connection", e)));
+                    connector
+                        .health
+                        .disconnected(ErrorReport::of(&transport_error(
+                            "the consumer lost its connection",
+                            e,
+                        )));
                     break;
                 }
                 // One of the queues' consumers ended: consume them all again, from a
