@@ -215,6 +215,12 @@ impl NotificationListenerBuilder {
                 topics.push(self.transport.notification_topic(&t.topic, *p));
             }
         }
+        let targets: Vec<&str> = self.targets.iter().map(|t| t.topic.as_str()).collect();
+        let labels = crate::observability::instruments::service_labels(
+            self.transport.driver().name(),
+            &targets,
+            self.pool.as_deref(),
+        );
         Ok(NotificationListener {
             inner: Arc::new(ListenerInner {
                 transport: self.transport,
@@ -226,11 +232,20 @@ impl NotificationListenerBuilder {
                 dispatch,
                 settings: self.settings,
                 service: self.service,
-                stats: Arc::new(ListenerStats::default()),
+                stats: Arc::new(ListenerStats::new(&labels)),
                 lifecycle: Lifecycle::new("listener"),
             }),
         })
     }
+}
+
+/// Reads `subscription`'s backlog while the listener's task holds it (a weak
+/// reference: the probe never keeps a closed subscription alive).
+fn lag_probe(
+    subscription: &Arc<dyn crate::driver::Subscription>,
+) -> crate::observability::health::LagProbe {
+    let subscription = Arc::downgrade(subscription);
+    Arc::new(move || subscription.upgrade().and_then(|s| s.lag()))
 }
 
 fn union<'a>(sets: impl Iterator<Item = &'a [Priority]>) -> Vec<Priority> {
@@ -308,6 +323,11 @@ impl NotificationListener {
                 }
                 transport.ensure_topics(&inner.spec.topics).await?;
                 let subscription = transport.driver().subscribe(inner.spec.clone()).await?;
+                let subscription: Arc<dyn crate::driver::Subscription> = subscription.into();
+                inner
+                    .lifecycle
+                    .status_cell()
+                    .set_lag_probe(lag_probe(&subscription));
                 Ok(ListenerService::new(
                     subscription,
                     inner.dispatch.clone(),
@@ -337,6 +357,12 @@ impl NotificationListener {
     /// `stop` then `wait`.
     pub async fn stop_and_wait(&self) -> Result<()> {
         self.inner.lifecycle.stop_and_wait().await
+    }
+
+    /// Running or stopped and since when, the last error, and the backlog waiting
+    /// on the broker where the driver can tell ([`crate::Subscription::lag`]).
+    pub fn status(&self) -> crate::observability::ServiceStatus {
+        self.inner.lifecycle.status()
     }
 
     /// The listener's counters.

@@ -17,6 +17,7 @@ use super::{resolve, RpcSerializer, Target, DEFAULT_TIMEOUT};
 use super::{RpcAddress, RpcDelivery, RpcDriver, RpcOperation, RpcReceiver, RpcRequest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::notification::Context;
+use crate::observability::instruments::RpcClientMetrics;
 use crate::retry::Backoff;
 use crate::trace;
 use crate::transport::Transport;
@@ -86,6 +87,7 @@ struct ReplyQueue {
 struct Shared {
     transport: Transport,
     reply_queue: tokio::sync::Mutex<Option<ReplyQueue>>,
+    metrics: RpcClientMetrics,
 }
 
 impl Shared {
@@ -211,6 +213,7 @@ impl RpcClient {
             shared: Arc::new(Shared {
                 transport: transport.clone(),
                 reply_queue: tokio::sync::Mutex::new(None),
+                metrics: RpcClientMetrics::new(transport.driver().name(), &target.topic),
             }),
             target,
             timeout,
@@ -309,8 +312,12 @@ impl RpcClient {
         let rpc = self.rpc(RpcOperation::Call)?;
         let args = args_to_map(method, serde_json::to_value(args))?;
         let value = self
-            .do_call(&rpc, ctx, method, args)
-            .instrument(self.span(method, trace::RpcOperation::Call))
+            .shared
+            .metrics
+            .call(
+                self.do_call(&rpc, ctx, method, args)
+                    .instrument(self.span(method, trace::RpcOperation::Call)),
+            )
             .await?;
         R::deserialize(value).map_err(|e| {
             Error::new(
@@ -326,8 +333,12 @@ impl RpcClient {
     pub async fn call_json(&self, ctx: &Context, method: &str, args: Value) -> Result<Value> {
         let rpc = self.rpc(RpcOperation::Call)?;
         let args = args_to_map(method, Ok(args))?;
-        self.do_call(&rpc, ctx, method, args)
-            .instrument(self.span(method, trace::RpcOperation::Call))
+        self.shared
+            .metrics
+            .call(
+                self.do_call(&rpc, ctx, method, args)
+                    .instrument(self.span(method, trace::RpcOperation::Call)),
+            )
             .await
     }
 
@@ -532,6 +543,7 @@ impl RpcClient {
         args: Map<String, Value>,
         fanout: bool,
     ) -> Result<()> {
+        self.shared.metrics.cast();
         self.check_open()?;
         let deadline = Instant::now() + self.timeout;
         let (wire_ctx, wire_args) = self.outgoing(ctx, args)?;
