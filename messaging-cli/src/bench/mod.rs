@@ -1,15 +1,19 @@
 //! `messaging bench`: notify throughput, notify-to-handler throughput and latency
 //! ([`framework`]), optionally against a raw client ([`compare`]: rdkafka, [`raw`],
-//! for Kafka; lapin, [`raw_amqp`], for RabbitMQ), or RPC round trips.
+//! for Kafka; lapin, [`raw_amqp`], for RabbitMQ), the cost of metrics and tracing
+//! ([`overhead`]), or RPC round trips.
 
 use std::time::Duration;
 
 use clap::Args;
 use messaging_core::Result;
 
+use crate::observe::{MetricsArgs, MetricsEndpoint};
+
 mod compare;
 mod framework;
 mod latency;
+mod overhead;
 mod raw;
 mod raw_amqp;
 
@@ -41,7 +45,13 @@ pub(crate) struct BenchArgs {
     /// prefetch), and print the framework/raw ratios.
     #[arg(long)]
     raw: bool,
-    /// With --raw: measure this many framework/raw pairs, alternating which side runs
+    /// Measure what metrics and tracing cost instead: pairs of rounds, one with no
+    /// metrics recorder and no tracing subscriber, one with the Prometheus recorder
+    /// and a span-recording subscriber, alternating which runs first (see --rounds),
+    /// and report both end-to-end rates and their ratio.
+    #[arg(long, conflicts_with_all = ["raw", "rpc"])]
+    observability: bool,
+    /// With --raw or --observability: measure this many pairs, alternating which side runs
     /// first (the second of a pair finds memory and broker state the first warmed up),
     /// and report the median ratios.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
@@ -49,11 +59,47 @@ pub(crate) struct BenchArgs {
     /// Calls in flight at once (with --rpc).
     #[arg(long, default_value_t = 16)]
     in_flight: usize,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+/// The median of `values` (NaN for none).
+fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.into_iter().collect();
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// `bench --observability`: the "on" rounds' metrics are what --metrics-addr serves.
+async fn run_overhead(a: &BenchArgs, timeout: Duration) -> Result<()> {
+    let _obs = match &a.metrics.metrics_addr {
+        Some(addr) => Some(MetricsEndpoint::serve(addr, overhead::on_handle()).await?),
+        None => None,
+    };
+    let r = overhead::measure(&a.url, a.count, a.payload_size, a.rounds, timeout).await?;
+    r.print();
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
 }
 
 pub(crate) async fn run(a: BenchArgs) -> Result<()> {
+    let timeout = Duration::from_secs_f64(a.timeout.max(1.0));
+    if a.observability {
+        return run_overhead(&a, timeout).await;
+    }
+    let obs = MetricsEndpoint::start(&a.metrics).await?;
     if a.rpc {
-        let r = crate::rpc::bench(&a.url, a.count, a.in_flight).await?;
+        let r = crate::rpc::bench(&a.url, a.count, a.in_flight, &obs).await?;
         println!("RPC call benchmark on {}", r.url);
         println!("  calls              {:>12}", r.calls);
         println!("  in flight          {:>12}", r.in_flight);
@@ -66,13 +112,12 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let timeout = Duration::from_secs_f64(a.timeout.max(1.0));
     let baseline = if a.raw {
         Some(compare::Baseline::for_url(&a.url)?)
     } else {
         None
     };
-    let report = framework::measure(&a.url, a.count, a.payload_size, timeout).await?;
+    let report = framework::measure(&a.url, a.count, a.payload_size, timeout, &obs).await?;
     println!("notify-to-handler benchmark on {}", report.url);
     println!("  notifications      {:>12}", report.count);
     println!("  payload size       {:>12} B", report.payload_size);
@@ -114,6 +159,7 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
         a.rounds,
         timeout,
         report,
+        &obs,
     )
     .await?;
     comparison.print();
