@@ -87,6 +87,12 @@ impl OwnTansu {
         .map(drop)
     }
 
+    /// Stop the broker (SIGTERM), keeping its port and storage:
+    /// [`OwnTansu::kill_and_restart`] starts it again.
+    pub fn stop(&self) -> Result<(), String> {
+        Self::run(&self.script, &["stop", "--name", &self.name]).map(drop)
+    }
+
     /// kill -9, then start the same broker again (same port, same storage).
     pub fn kill_and_restart(&self) -> Result<(), String> {
         Self::run(&self.script, &["restart", "--name", &self.name]).map(drop)

@@ -110,5 +110,6 @@ pub(crate) async fn run(a: ListenArgs) -> Result<()> {
     obs.not_ready("stopping");
     listener.stop_and_wait().await?;
     transport.close(Duration::from_secs(10)).await?;
+    obs.finish().await;
     Ok(())
 }

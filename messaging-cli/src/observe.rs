@@ -47,6 +47,11 @@ pub(crate) struct MetricsArgs {
     /// `metrics listening on http://ADDR`).
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) metrics_addr: Option<String>,
+    /// With --metrics-addr: once the command's work is done, go on serving this long
+    /// (e.g. `30s`), so that a scrape still sees the final counts of a short run
+    /// (`/readyz` then answers 503 "finished"; Ctrl-C ends it early).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub(crate) metrics_linger: Duration,
 }
 
 /// What `/readyz` answers: `Ok` (200) or the reason it is not ready (503).
@@ -109,6 +114,7 @@ pub(crate) struct MetricsEndpoint {
 
 struct Running {
     addr: SocketAddr,
+    linger: Duration,
     health: Health,
     stop: watch::Sender<bool>,
 }
@@ -131,11 +137,15 @@ impl MetricsEndpoint {
             return Ok(MetricsEndpoint::disabled());
         };
         let handle = install_global()?;
-        MetricsEndpoint::serve(addr, handle).await
+        MetricsEndpoint::serve(args, addr, handle).await
     }
 
     /// Serve `metrics` (a recorder's handle) and the health routes on `addr`.
-    pub(crate) async fn serve(addr: &str, metrics: PrometheusHandle) -> Result<MetricsEndpoint> {
+    pub(crate) async fn serve(
+        args: &MetricsArgs,
+        addr: &str,
+        metrics: PrometheusHandle,
+    ) -> Result<MetricsEndpoint> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             Error::new(
                 ErrorKind::InvalidArgument,
@@ -172,6 +182,7 @@ impl MetricsEndpoint {
         Ok(MetricsEndpoint {
             inner: Some(Running {
                 addr: bound,
+                linger: args.metrics_linger,
                 health,
                 stop,
             }),
@@ -195,6 +206,26 @@ impl MetricsEndpoint {
     pub(crate) fn not_ready(&self, reason: &str) {
         let reason = reason.to_owned();
         self.ready_when(move || Err(reason.clone()));
+    }
+}
+
+impl MetricsEndpoint {
+    /// The command's work is done: answer 503 "finished" on `/readyz` and go on
+    /// serving for `--metrics-linger` (or until Ctrl-C), then stop.
+    pub(crate) async fn finish(self) {
+        let Some(r) = &self.inner else { return };
+        self.not_ready("finished");
+        if r.linger.is_zero() {
+            return;
+        }
+        eprintln!(
+            "metrics: serving for another {}",
+            humantime::format_duration(r.linger)
+        );
+        tokio::select! {
+            () = tokio::time::sleep(r.linger) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
     }
 }
 

@@ -144,7 +144,9 @@ pub(crate) async fn serve(a: ServerArgs) -> Result<()> {
         }
     }
     obs.not_ready("stopping");
-    finish(transport, Some(server)).await
+    finish(transport, Some(server)).await?;
+    obs.finish().await;
+    Ok(())
 }
 
 /// Figures of an RPC benchmark run.

@@ -80,15 +80,16 @@ fn median(values: impl IntoIterator<Item = f64>) -> f64 {
 
 /// `bench --observability`: the "on" rounds' metrics are what --metrics-addr serves.
 async fn run_overhead(a: &BenchArgs, timeout: Duration) -> Result<()> {
-    let _obs = match &a.metrics.metrics_addr {
-        Some(addr) => Some(MetricsEndpoint::serve(addr, overhead::on_handle()).await?),
-        None => None,
+    let obs = match &a.metrics.metrics_addr {
+        Some(addr) => MetricsEndpoint::serve(&a.metrics, addr, overhead::on_handle()).await?,
+        None => MetricsEndpoint::disabled(),
     };
     let r = overhead::measure(&a.url, a.count, a.payload_size, a.rounds, timeout).await?;
     r.print();
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     }
+    obs.finish().await;
     Ok(())
 }
 
@@ -98,8 +99,15 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
         return run_overhead(&a, timeout).await;
     }
     let obs = MetricsEndpoint::start(&a.metrics).await?;
+    measure_and_print(&a, timeout, &obs).await?;
+    obs.finish().await;
+    Ok(())
+}
+
+/// The notify-to-handler or RPC benchmark, with the raw comparison if asked for.
+async fn measure_and_print(a: &BenchArgs, timeout: Duration, obs: &MetricsEndpoint) -> Result<()> {
     if a.rpc {
-        let r = crate::rpc::bench(&a.url, a.count, a.in_flight, &obs).await?;
+        let r = crate::rpc::bench(&a.url, a.count, a.in_flight, obs).await?;
         println!("RPC call benchmark on {}", r.url);
         println!("  calls              {:>12}", r.calls);
         println!("  in flight          {:>12}", r.in_flight);
@@ -117,7 +125,7 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
     } else {
         None
     };
-    let report = framework::measure(&a.url, a.count, a.payload_size, timeout, &obs).await?;
+    let report = framework::measure(&a.url, a.count, a.payload_size, timeout, obs).await?;
     println!("notify-to-handler benchmark on {}", report.url);
     println!("  notifications      {:>12}", report.count);
     println!("  payload size       {:>12} B", report.payload_size);
@@ -159,7 +167,7 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
         a.rounds,
         timeout,
         report,
-        &obs,
+        obs,
     )
     .await?;
     comparison.print();

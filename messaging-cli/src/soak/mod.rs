@@ -198,6 +198,7 @@ pub(crate) async fn run(a: SoakArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     }
+    obs.finish().await;
     if !report.ok {
         return Err(Error::new(
             ErrorKind::Internal,
