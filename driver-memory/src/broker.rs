@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use messaging_core::driver::{OutgoingRecord, StartPosition, SubscriptionSpec};
+use messaging_core::observability::metrics;
 use messaging_core::{Error, ErrorKind, Result};
 
 use crate::queue::{Entry, Queue};
@@ -172,6 +173,14 @@ impl MemoryBroker {
                 .clone();
             queues.push(queue);
         }
-        MemorySubscription::new(queues, driver_closed)
+        let depth = spec
+            .topics
+            .iter()
+            .map(|name| {
+                let labels = metrics::destination_labels("memory", name, Some(&pool));
+                metrics::gauge(metrics::QUEUE_DEPTH, &labels)
+            })
+            .collect();
+        MemorySubscription::new(queues, depth, driver_closed)
     }
 }

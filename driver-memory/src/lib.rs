@@ -45,6 +45,7 @@ use messaging_core::driver::{
     Capabilities, CloseReport, Dialect, Driver, DriverFactory, OutgoingRecord, PendingDelivery,
     Subscription, SubscriptionSpec,
 };
+use messaging_core::observability::{ConnectionState, ConnectionTracker, TransportHealth};
 use messaging_core::options::{DriverOptions, OptionKind, OptionSpec};
 use messaging_core::rpc::{RpcDriver, RpcOperation};
 use messaging_core::{DriverRegistry, Error, Result, TransportUrl};
@@ -110,6 +111,7 @@ impl DriverFactory for MemoryDriverFactory {
             rpc: Arc::new(rpc::MemoryRpc::new(&name, capacity, closed.clone())),
             closed,
             max_record_bytes,
+            connection: ConnectionTracker::new(ConnectionState::Connected),
         }))
     }
 }
@@ -131,6 +133,8 @@ pub struct MemoryDriver {
     rpc: Arc<rpc::MemoryRpc>,
     closed: Arc<AtomicBool>,
     max_record_bytes: Option<usize>,
+    /// Always connected: the broker is in the process.
+    connection: ConnectionTracker,
 }
 
 impl MemoryDriver {
@@ -180,5 +184,9 @@ impl Driver for MemoryDriver {
 
     fn rpc(&self, _operation: RpcOperation) -> Result<Arc<dyn RpcDriver>> {
         Ok(self.rpc.clone())
+    }
+
+    fn health(&self) -> TransportHealth {
+        self.connection.health()
     }
 }

@@ -37,11 +37,12 @@ impl Queue {
         items.len() < self.capacity
     }
 
-    /// Take up to `max` records.
-    pub(crate) fn pop_many(&self, max: usize, out: &mut Vec<Entry>) {
+    /// Take up to `max` records; returns how many are left.
+    pub(crate) fn pop_many(&self, max: usize, out: &mut Vec<Entry>) -> usize {
         let mut items = self.lock();
         let n = max.min(items.len());
         out.extend(items.drain(..n));
+        items.len()
     }
 
     /// Put records back (requeue, or unacknowledged at close); never refused.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use messaging_core::driver::{DeliveryTag, ReceivedRecord, Subscription};
+use messaging_core::observability::metrics::Gauge;
 use messaging_core::{Error, Result};
 use tokio::time::Instant;
 
@@ -47,6 +48,8 @@ impl std::hash::Hasher for TagHasher {
 #[derive(Debug)]
 pub(crate) struct MemorySubscription {
     queues: Vec<Arc<Queue>>,
+    /// The queue depth gauge of each queue (same order), set on each receive.
+    depth: Vec<Gauge>,
     inflight: Mutex<HashMap<u64, (usize, Entry), BuildTagHasher>>,
     next_tag: AtomicU64,
     next_queue: AtomicUsize,
@@ -55,9 +58,14 @@ pub(crate) struct MemorySubscription {
 }
 
 impl MemorySubscription {
-    pub(crate) fn new(queues: Vec<Arc<Queue>>, driver_closed: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(
+        queues: Vec<Arc<Queue>>,
+        depth: Vec<Gauge>,
+        driver_closed: Arc<AtomicBool>,
+    ) -> Self {
         MemorySubscription {
             queues,
+            depth,
             inflight: Mutex::new(HashMap::default()),
             next_tag: AtomicU64::new(1),
             next_queue: AtomicUsize::new(0),
@@ -80,7 +88,8 @@ impl MemorySubscription {
             }
             let idx = (start + i) % n;
             entries.clear();
-            self.queues[idx].pop_many(max - taken.len(), &mut entries);
+            let left = self.queues[idx].pop_many(max - taken.len(), &mut entries);
+            self.depth[idx].set(left as f64);
             taken.extend(entries.drain(..).map(|e| (idx, e)));
         }
         if taken.is_empty() {
@@ -151,6 +160,11 @@ impl Subscription for MemorySubscription {
         self.closed.store(true, Ordering::Release);
         self.give_back(None);
         Ok(())
+    }
+
+    /// What the pool's queues hold (not yet taken by any member).
+    fn lag(&self) -> Option<u64> {
+        Some(self.queues.iter().map(|q| q.len() as u64).sum())
     }
 }
 

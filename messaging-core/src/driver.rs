@@ -178,6 +178,15 @@ pub trait Subscription: Send + Sync + Debug {
     /// Stop: make the acknowledgements durable, hand back what was not acknowledged
     /// to the pool, and leave. Must finish within `timeout`.
     async fn close(&self, timeout: Duration) -> Result<()>;
+
+    /// The records waiting for this subscription on the broker, where the driver
+    /// can tell (Kafka: consumer lag summed over the assigned partitions, from the
+    /// last statistics; RabbitMQ, memory: messages ready in its queues), for
+    /// [`crate::NotificationListener::status`]. Must not block (report the last
+    /// known figure). `None` (the default): unknown.
+    fn lag(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// What closing a driver achieved.
@@ -224,6 +233,15 @@ pub trait Driver: Send + Sync + Debug {
 
     /// Deliver what is queued (within `timeout`) and release resources.
     async fn close(&self, timeout: Duration) -> Result<CloseReport>;
+
+    /// The connection to the broker, for [`crate::Transport::health`]: keep a
+    /// [`ConnectionTracker`](crate::observability::ConnectionTracker) and return its
+    /// [`health`](crate::observability::ConnectionTracker::health). Must not block.
+    /// The default, for a driver that cannot tell, reports
+    /// [`ConnectionState::Unknown`](crate::observability::ConnectionState::Unknown).
+    fn health(&self) -> crate::observability::TransportHealth {
+        crate::observability::TransportHealth::unknown()
+    }
 
     /// The RPC side of this driver (see [`rpc`]), for `operation`.
     ///

@@ -41,6 +41,7 @@ mod lifecycle;
 pub mod listener;
 pub mod notification;
 pub mod notifier;
+pub mod observability;
 pub mod options;
 pub mod priority;
 pub mod registry;

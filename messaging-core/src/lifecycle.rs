@@ -8,12 +8,13 @@
 //! [`ErrorKind::Authentication`] when the subscription's credentials were refused).
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::observability::health::{RunState, ServiceStatus, StatusCell};
 use crate::service::{self, Service, ServiceSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,7 @@ pub(crate) struct Lifecycle {
     stop: watch::Sender<bool>,
     stopped: Mutex<bool>,
     task: tokio::sync::Mutex<Task>,
+    status: Arc<StatusCell>,
 }
 
 impl Lifecycle {
@@ -51,7 +53,19 @@ impl Lifecycle {
                 handle: None,
                 outcome: None,
             }),
+            status: Arc::default(),
         }
+    }
+
+    /// The status the task keeps up to date (and its backlog probe, see
+    /// [`StatusCell::set_lag_probe`]).
+    pub(crate) fn status_cell(&self) -> &Arc<StatusCell> {
+        &self.status
+    }
+
+    /// The status now.
+    pub(crate) fn status(&self) -> ServiceStatus {
+        self.status.snapshot()
     }
 
     fn is_stopped(&self) -> bool {
@@ -75,12 +89,21 @@ impl Lifecycle {
             State::Stopped => return Err(Error::closed(self.what)),
             State::Created => {}
         }
-        let service = setup.await?;
-        task.handle = Some(tokio::spawn(service::run(
-            service,
-            settings,
-            self.stop.subscribe(),
-        )));
+        let service = match setup.await {
+            Ok(service) => service,
+            Err(e) => {
+                self.status.error(&e);
+                return Err(e);
+            }
+        };
+        let status = self.status.clone();
+        let run = service::run(service, settings, self.stop.subscribe(), status.clone());
+        status.set(RunState::Running);
+        task.handle = Some(tokio::spawn(async move {
+            let outcome = run.await;
+            status.ended(&outcome);
+            outcome
+        }));
         task.state = State::Running;
         Ok(())
     }
@@ -88,6 +111,7 @@ impl Lifecycle {
     /// Signal the task to stop. Returns at once.
     pub(crate) fn stop(&self) {
         *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.status.stopping();
         self.stop.send_replace(true);
     }
 

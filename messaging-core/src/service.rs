@@ -28,6 +28,7 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
 use crate::error::{ErrorKind, Result};
+use crate::observability::health::StatusCell;
 use crate::retry::Backoff;
 
 /// How long `stop` lets work in flight finish, unless told otherwise (listener and
@@ -149,6 +150,7 @@ pub(crate) async fn run<S: Service>(
     mut service: S,
     settings: ServiceSettings,
     mut stop: watch::Receiver<bool>,
+    status: std::sync::Arc<StatusCell>,
 ) -> Result<()> {
     let mut work = InFlight::new();
     let mut backoff = Backoff::receive();
@@ -191,6 +193,7 @@ pub(crate) async fn run<S: Service>(
                     break;
                 }
                 Err(e) => {
+                    status.error(&e);
                     let delay = backoff.next_delay();
                     tracing::warn!(service = service.name(), error = %e, ?delay, "receive failed; retrying");
                     retry_at = Some(Instant::now() + delay);

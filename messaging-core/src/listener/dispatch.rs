@@ -82,7 +82,7 @@ pub(crate) enum Settled {
 
 /// One started listener: its subscription, and what it settled but did not flush yet.
 pub(crate) struct ListenerService {
-    subscription: Box<dyn Subscription>,
+    subscription: Arc<dyn Subscription>,
     dispatch: Dispatch,
     settings: ListenerSettings,
     stats: Arc<ListenerStats>,
@@ -217,7 +217,7 @@ async fn copy_to_dead_letter(
 
 impl ListenerService {
     pub(crate) fn new(
-        subscription: Box<dyn Subscription>,
+        subscription: Arc<dyn Subscription>,
         dispatch: Dispatch,
         settings: ListenerSettings,
         stats: Arc<ListenerStats>,

@@ -233,6 +233,15 @@ impl NotificationListenerBuilder {
     }
 }
 
+/// Reads `subscription`'s backlog while the listener's task holds it (a weak
+/// reference: the probe never keeps a closed subscription alive).
+fn lag_probe(
+    subscription: &Arc<dyn crate::driver::Subscription>,
+) -> crate::observability::health::LagProbe {
+    let subscription = Arc::downgrade(subscription);
+    Arc::new(move || subscription.upgrade().and_then(|s| s.lag()))
+}
+
 fn union<'a>(sets: impl Iterator<Item = &'a [Priority]>) -> Vec<Priority> {
     let mut out: Vec<Priority> = Vec::new();
     for set in sets {
@@ -308,6 +317,11 @@ impl NotificationListener {
                 }
                 transport.ensure_topics(&inner.spec.topics).await?;
                 let subscription = transport.driver().subscribe(inner.spec.clone()).await?;
+                let subscription: Arc<dyn crate::driver::Subscription> = subscription.into();
+                inner
+                    .lifecycle
+                    .status_cell()
+                    .set_lag_probe(lag_probe(&subscription));
                 Ok(ListenerService::new(
                     subscription,
                     inner.dispatch.clone(),
@@ -336,6 +350,12 @@ impl NotificationListener {
     /// `stop` then `wait`.
     pub async fn stop_and_wait(&self) -> Result<()> {
         self.inner.lifecycle.stop_and_wait().await
+    }
+
+    /// Running or stopped and since when, the last error, and the backlog waiting
+    /// on the broker where the driver can tell ([`crate::Subscription::lag`]).
+    pub fn status(&self) -> crate::observability::ServiceStatus {
+        self.inner.lifecycle.status()
     }
 
     /// The listener's counters.

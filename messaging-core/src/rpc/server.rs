@@ -230,6 +230,12 @@ impl RpcServer {
         self.inner.lifecycle.stop_and_wait().await
     }
 
+    /// Running or stopped and since when, and the last error. (The RPC drivers do
+    /// not report a backlog yet: `lag` is `None`.)
+    pub fn status(&self) -> crate::observability::ServiceStatus {
+        self.inner.lifecycle.status()
+    }
+
     /// The server's counters.
     pub fn counters(&self) -> RpcServerCounters {
         let s = &self.inner.stats;

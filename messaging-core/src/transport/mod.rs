@@ -136,6 +136,14 @@ impl Transport {
         self.inner.stats.snapshot()
     }
 
+    /// The connection's health as the driver reports it ([`Driver::health`]), and
+    /// whether this transport was closed. Cheap: no network round trip.
+    pub fn health(&self) -> crate::observability::TransportHealth {
+        let mut health = self.inner.driver.health();
+        health.closed = self.is_closed();
+        health
+    }
+
     /// Whether [`Transport::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
