@@ -23,6 +23,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use clap::Args;
+use messaging_core::observability::ServiceStatus;
 use messaging_core::{Error, ErrorKind, NotificationListener, Result, RpcServer, Transport};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
@@ -98,11 +99,14 @@ pub(crate) fn prometheus_builder() -> PrometheusBuilder {
         .expect("the bucket list is not empty")
 }
 
-/// Install the Prometheus recorder as the process's global `metrics` recorder.
+/// Install the Prometheus recorder as the process's global `metrics` recorder and
+/// describe the framework's metrics to it (units and help lines).
 fn install_global() -> Result<PrometheusHandle> {
-    prometheus_builder().install_recorder().map_err(|e| {
+    let handle = prometheus_builder().install_recorder().map_err(|e| {
         Error::new(ErrorKind::Internal, "cannot install the metrics recorder").with_source(e)
-    })
+    })?;
+    messaging_core::observability::metrics::describe();
+    Ok(handle)
 }
 
 /// The running endpoint, or nothing when `--metrics-addr` was not given (then every
@@ -267,28 +271,52 @@ async fn upkeep(metrics: PrometheusHandle, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Ready while `transport` is open and `listener` has started (and not stopped).
+/// Ready while `transport` is connected and `listener` is running.
 pub(crate) fn listener_ready(
     transport: &Transport,
     listener: &NotificationListener,
 ) -> impl Fn() -> Readiness + Send + Sync + 'static {
-    let (transport, _listener) = (transport.clone(), listener.clone());
-    move || transport_ready(&transport)
+    let (transport, listener) = (transport.clone(), listener.clone());
+    move || {
+        transport_ready(&transport)?;
+        service_ready("listener", &listener.status())
+    }
 }
 
-/// Ready while `transport` is open and `server` has started (and not stopped).
+/// Ready while `transport` is connected and `server` is running.
 pub(crate) fn server_ready(
     transport: &Transport,
     server: &RpcServer,
 ) -> impl Fn() -> Readiness + Send + Sync + 'static {
-    let (transport, _server) = (transport.clone(), server.clone());
-    move || transport_ready(&transport)
+    let (transport, server) = (transport.clone(), server.clone());
+    move || {
+        transport_ready(&transport)?;
+        service_ready("RPC server", &server.status())
+    }
 }
 
-/// Ready while `transport` is open.
+/// Ready while `transport` is connected (or its driver cannot tell).
 pub(crate) fn transport_ready(transport: &Transport) -> Readiness {
-    if transport.is_closed() {
+    let health = transport.health();
+    if health.is_connected() {
+        return Ok(());
+    }
+    if health.closed {
         return Err("the transport is closed".to_owned());
     }
-    Ok(())
+    Err(match &health.last_error {
+        Some(e) => format!("the transport is {}: {}", health.state.as_str(), e.message),
+        None => format!("the transport is {}", health.state.as_str()),
+    })
+}
+
+/// Ready while the listener or server (`what`) is running.
+fn service_ready(what: &str, status: &ServiceStatus) -> Readiness {
+    if status.is_running() {
+        return Ok(());
+    }
+    Err(match &status.last_error {
+        Some(e) => format!("the {what} is {}: {}", status.state.as_str(), e.message),
+        None => format!("the {what} is {}", status.state.as_str()),
+    })
 }

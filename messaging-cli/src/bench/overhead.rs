@@ -44,9 +44,13 @@ struct Instruments {
 
 fn instruments() -> &'static Instruments {
     static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
-    INSTRUMENTS.get_or_init(|| Instruments {
-        recorder: observe::prometheus_builder().build_recorder(),
-        dispatch: span_subscriber(),
+    INSTRUMENTS.get_or_init(|| {
+        let recorder = observe::prometheus_builder().build_recorder();
+        metrics::with_local_recorder(&recorder, messaging_core::observability::metrics::describe);
+        Instruments {
+            recorder,
+            dispatch: span_subscriber(),
+        }
     })
 }
 
