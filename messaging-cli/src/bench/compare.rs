@@ -8,7 +8,7 @@ use messaging_core::{Error, ErrorKind, Result, TransportUrl};
 use serde::Serialize;
 
 use super::framework::{self, BenchReport};
-use super::median;
+use super::{median, BenchArgs};
 use crate::observe::MetricsEndpoint;
 
 /// Which raw client a URL is compared with.
@@ -166,17 +166,15 @@ pub(crate) struct Comparison {
 }
 
 /// Measure `baseline` against the framework run `first` (which ran first), then
-/// `rounds - 1` more pairs, alternating which side runs first.
+/// `--rounds` - 1 more pairs, alternating which side runs first.
 pub(crate) async fn compare(
     baseline: Baseline,
-    url: &str,
-    count: u64,
-    payload_size: usize,
-    rounds: u32,
+    a: &BenchArgs,
     timeout: Duration,
     first: BenchReport,
     obs: &MetricsEndpoint,
 ) -> Result<Comparison> {
+    let (url, count, payload_size, rounds) = (a.url.as_str(), a.count, a.payload_size, a.rounds);
     let bytes = first.record_bytes;
     let raw = baseline.measure(url, count, bytes, timeout).await?;
     let mut ratios = vec![Ratios::of(&first, &raw, false)];

@@ -159,17 +159,7 @@ async fn measure_and_print(a: &BenchArgs, timeout: Duration, obs: &MetricsEndpoi
         }
         return Ok(());
     };
-    let comparison = compare::compare(
-        baseline,
-        &a.url,
-        a.count,
-        a.payload_size,
-        a.rounds,
-        timeout,
-        report,
-        obs,
-    )
-    .await?;
+    let comparison = compare::compare(baseline, a, timeout, report, obs).await?;
     comparison.print();
     if a.json {
         println!("{}", serde_json::to_string(&comparison)?);
