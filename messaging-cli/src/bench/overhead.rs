@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 use serde::Serialize;
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer as _;
 
 use super::framework::{self, BenchReport};
 use super::median;
@@ -63,8 +64,6 @@ fn span_subscriber() -> Dispatch {
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     Dispatch::new(tracing_subscriber::registry().with(fmt))
 }
-
-use tracing_subscriber::Layer as _;
 
 thread_local! {
     static SCOPE: RefCell<Option<(metrics::LocalRecorderGuard<'static>, tracing::dispatcher::DefaultGuard)>> =
@@ -176,6 +175,9 @@ pub(crate) async fn measure(
         for mode in order {
             let r = round(mode, url, count, payload_size, timeout).await?;
             rates[usize::from(mode == Mode::On)] = r.end_to_end_per_sec;
+            // Fold the histogram samples into buckets between rounds, as the
+            // endpoint's upkeep does every few seconds.
+            on_handle().run_upkeep();
         }
         measured.push(Pair {
             on_first,
