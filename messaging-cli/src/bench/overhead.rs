@@ -22,7 +22,6 @@ use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 use serde::Serialize;
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::Layer as _;
 
 use super::framework::{self, BenchReport};
 use super::median;
@@ -59,10 +58,12 @@ fn instruments() -> &'static Instruments {
 /// formatting layer at INFO (spans' fields formatted, events written), writing to
 /// nowhere so that the terminal's speed is not measured.
 fn span_subscriber() -> Dispatch {
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::sink)
-        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
-    Dispatch::new(tracing_subscriber::registry().with(fmt))
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
+    Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::INFO)
+            .with(fmt),
+    )
 }
 
 thread_local! {
