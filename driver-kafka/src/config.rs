@@ -93,6 +93,7 @@ pub struct KafkaConfig {
     pub(crate) batch_size: i64,
     pub(crate) compression: String,
     pub(crate) delivery_timeout: Duration,
+    pub(crate) statistics_interval: Duration,
     pub(crate) max_fetch_bytes: i64,
     pub(crate) consumer_poll: Duration,
     pub(crate) consumer_group: String,
@@ -131,6 +132,7 @@ impl fmt::Debug for KafkaConfig {
             .field("batch_size", &self.batch_size)
             .field("compression", &self.compression)
             .field("delivery_timeout", &self.delivery_timeout)
+            .field("statistics_interval", &self.statistics_interval)
             .field("consumer_group", &self.consumer_group)
             .field("enable_auto_commit", &self.enable_auto_commit)
             .field("max_poll_records", &self.max_poll_records)
@@ -399,6 +401,7 @@ impl KafkaConfig {
                 .unwrap_or_default()
                 .to_ascii_lowercase(),
             delivery_timeout: o.secs(DELIVERY_TIMEOUT).unwrap_or_default(),
+            statistics_interval: o.secs(STATISTICS_INTERVAL).unwrap_or_default(),
             max_fetch_bytes: o.int(KAFKA_MAX_FETCH_BYTES),
             // At most a second between looks at the stop flag; at least 10 ms of waiting.
             consumer_poll: o
@@ -483,6 +486,9 @@ impl KafkaConfig {
         let mut c = ClientConfig::new();
         c.set_log_level(log_level());
         c.set("bootstrap.servers", servers);
+        if !matches!(role, ClientRole::Admin) {
+            c.set("statistics.interval.ms", millis(self.statistics_interval));
+        }
         match role {
             ClientRole::Producer => {
                 c.set("acks", self.acks)
@@ -609,6 +615,28 @@ mod tests {
         assert_eq!(bare.consumer_group, "oslo_messaging_consumer");
         assert_eq!(bare.delivery_timeout, Duration::from_secs(30));
         assert_eq!(bare.max_poll_records, 500);
+    }
+
+    #[test]
+    fn statistics_interval_defaults_to_5_s_is_validated_and_skips_the_admin_client() {
+        let c = producer("kafka://h");
+        assert_eq!(c.get("statistics.interval.ms"), Some("5000"));
+        let c = consumer("kafka://h?statistics_interval=0.25", StartPosition::Default);
+        assert_eq!(c.get("statistics.interval.ms"), Some("250"));
+        let off = producer("kafka://h?statistics_interval=0");
+        assert_eq!(off.get("statistics.interval.ms"), Some("0"));
+        let admin = parse("kafka://h")
+            .unwrap()
+            .client_config(&ClientRole::Admin)
+            .unwrap();
+        assert_eq!(admin.get("statistics.interval.ms"), None);
+        let bad = parse("kafka://h?statistics_interval=soon").unwrap_err();
+        assert_eq!(
+            bad.kind(),
+            &ErrorKind::InvalidOption {
+                key: "statistics_interval".into()
+            }
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ use crate::consumer::{ConsumerSettings, KafkaSubscription};
 use crate::mock::MockKafka;
 use crate::options::PASSTHROUGH_PREFIX;
 use crate::producer::KafkaProducer;
+use crate::stats::KafkaHealth;
 use crate::SCHEME;
+use messaging_core::observability::TransportHealth;
 
 /// An open Kafka driver: one shared producer, one consumer per subscription.
 #[derive(Debug)]
@@ -30,6 +32,8 @@ pub struct KafkaDriver {
     mock: Option<Arc<MockKafka>>,
     closed: AtomicBool,
     max_record_bytes: usize,
+    /// The connection state all clients report to (statistics, error events).
+    health: KafkaHealth,
 }
 
 /// librdkafka's default `message.max.bytes`.
@@ -98,9 +102,15 @@ impl KafkaDriver {
             }
             None => TopicAdmin::disabled(),
         });
+        let health = KafkaHealth::new();
         Ok(Arc::new(KafkaDriver {
             max_record_bytes: max_record_bytes(&producer_config),
-            producer: KafkaProducer::new(producer_config, admin.clone()),
+            producer: KafkaProducer::new(
+                producer_config,
+                admin.clone(),
+                health.client("producer", None),
+            ),
+            health,
             config,
             admin,
             mock,
@@ -136,6 +146,10 @@ impl KafkaDriver {
 impl Driver for KafkaDriver {
     fn name(&self) -> &str {
         SCHEME
+    }
+
+    fn health(&self) -> TransportHealth {
+        self.health.tracker().health()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -174,7 +188,9 @@ impl Driver for KafkaDriver {
             max_buffered: self.config.max_poll_records,
             poll: self.config.consumer_poll,
         };
-        let subscription = KafkaSubscription::start(client_config, settings, self.mock.clone())?;
+        let stats = self.health.client("consumer", Some(&settings.group));
+        let subscription =
+            KafkaSubscription::start(client_config, settings, self.mock.clone(), stats)?;
         Ok(Box::new(subscription))
     }
 

@@ -47,6 +47,7 @@ pub mod mock;
 mod offsets;
 pub mod options;
 mod producer;
+mod stats;
 
 pub use config::{client_config, Brokers, ClientRole, KafkaConfig, DEFAULT_PORT};
 pub use driver::KafkaDriver;

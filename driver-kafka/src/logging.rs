@@ -193,6 +193,8 @@ pub(crate) struct LogContext {
     client: &'static str,
     repeats: RepeatFilter,
     pub(crate) auth: Arc<AuthWatch>,
+    /// Where the producer's statistics and errors go (metrics, health).
+    stats: Option<Arc<crate::stats::ClientStats>>,
 }
 
 impl LogContext {
@@ -207,7 +209,14 @@ impl LogContext {
             client,
             repeats: RepeatFilter::default(),
             auth,
+            stats: None,
         }
+    }
+
+    /// This context, reporting statistics and errors to `stats`.
+    pub(crate) fn with_stats(mut self, stats: Arc<crate::stats::ClientStats>) -> Self {
+        self.stats = Some(stats);
+        self
     }
 }
 
@@ -218,6 +227,15 @@ impl ClientContext for LogContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         client_error(self.client, &error, reason, &self.repeats, &self.auth);
+        if let Some(stats) = &self.stats {
+            stats.on_error(&error, reason);
+        }
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(stats) = &self.stats {
+            stats.on_stats(&statistics);
+        }
     }
 }
 

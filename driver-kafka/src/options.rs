@@ -65,6 +65,8 @@ pub mod names {
     pub const CLIENT_ID: &str = "client_id";
     /// Brokers of the embedded mock cluster (`kafka+mock://`).
     pub const MOCK_BROKERS: &str = "mock_brokers";
+    /// How often librdkafka reports its statistics, in seconds (0: never).
+    pub const STATISTICS_INTERVAL: &str = "statistics_interval";
 }
 
 use names::*;
@@ -227,6 +229,12 @@ pub static SPECS: &[OptionSpec] = &[
         OptionKind::Int { min: 1, max: 16 },
         Some("1"),
         "brokers of the embedded mock cluster (kafka+mock:// only)",
+    ),
+    OptionSpec::new(
+        STATISTICS_INTERVAL,
+        OptionKind::Seconds,
+        Some("5"),
+        "how often each client reports librdkafka's statistics (broker round-trip time, queue sizes, consumer lag) to the metrics and the transport's health, in seconds (statistics.interval.ms; 0 = never: no lag, and health from error events only)",
     ),
 ];
 

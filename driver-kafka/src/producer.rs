@@ -52,6 +52,7 @@ pub(crate) struct KafkaProducer {
     config: ClientConfig,
     admin: Arc<TopicAdmin>,
     state: Arc<Mutex<State>>,
+    stats: Arc<crate::stats::ClientStats>,
 }
 
 impl fmt::Debug for KafkaProducer {
@@ -124,10 +125,15 @@ fn retire(producer: Client) {
 }
 
 impl KafkaProducer {
-    pub(crate) fn new(config: ClientConfig, admin: Arc<TopicAdmin>) -> Self {
+    pub(crate) fn new(
+        config: ClientConfig,
+        admin: Arc<TopicAdmin>,
+        stats: Arc<crate::stats::ClientStats>,
+    ) -> Self {
         KafkaProducer {
             config,
             admin,
+            stats,
             state: Arc::new(Mutex::new(State::Idle)),
         }
     }
@@ -136,7 +142,9 @@ impl KafkaProducer {
         let auth = Arc::new(AuthWatch::default());
         let client = self
             .config
-            .create_with_context(LogContext::with_auth("producer", auth.clone()))
+            .create_with_context(
+                LogContext::with_auth("producer", auth.clone()).with_stats(self.stats.clone()),
+            )
             .map_err(|e| errors::transport("could not create the Kafka producer", e))?;
         Ok(Open { client, auth })
     }

@@ -8,6 +8,7 @@
 
 pub mod conformance;
 pub mod hostile;
+pub mod metrics;
 pub mod support;
 pub mod tansu;
 

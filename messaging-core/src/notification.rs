@@ -222,6 +222,35 @@ pub fn format_timestamp(time: DateTime<Utc>) -> String {
     String::from_utf8(buf[..len].to_vec()).unwrap_or_default()
 }
 
+/// Read a time written by [`format_timestamp`] (`YYYY-MM-DD HH:MM:SS[.ffffff]`,
+/// UTC), for the end-to-end latency metric: by hand, as it runs once per
+/// notification received. `None` for anything else.
+pub(crate) fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        b.get(range)?.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let micros = match b.len() {
+        19 => 0,
+        26 if b[19] == b'.' => num(20..26)?,
+        _ => return None,
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let time = date.and_hms_micro_opt(num(11..13)?, num(14..16)?, num(17..19)?, micros)?;
+    Some(time.and_utc())
+}
+
 /// [`format_timestamp`] for years outside 0..=9999 (as `{:04}` writes them).
 fn format_timestamp_slow(time: DateTime<Utc>) -> String {
     use chrono::Datelike;
@@ -308,6 +337,18 @@ impl ContextSanitizer {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_read_back_what_format_wrote() {
+        let t = Utc.with_ymd_and_hms(2024, 2, 29, 23, 59, 58).unwrap()
+            + chrono::Duration::microseconds(123_456);
+        assert_eq!(parse_timestamp(&format_timestamp(t)), Some(t));
+        let whole = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(parse_timestamp(&format_timestamp(whole)), Some(whole));
+        assert_eq!(parse_timestamp("2024-13-01 00:00:00"), None);
+        assert_eq!(parse_timestamp("not a time"), None);
+        assert_eq!(parse_timestamp("2024-01-01 00:00:00.12"), None);
+    }
 
     #[test]
     fn timestamp_format_matches_oslo() {

@@ -87,6 +87,8 @@ struct Shared {
     auth: AuthWatch,
     group: String,
     start: StartPosition,
+    /// Statistics (metrics, lag) and errors (health) of this consumer.
+    stats: Arc<crate::stats::ClientStats>,
 }
 
 impl Shared {
@@ -129,8 +131,10 @@ impl KafkaSubscription {
         config: ClientConfig,
         settings: ConsumerSettings,
         mock: Option<Arc<MockKafka>>,
+        stats: Arc<crate::stats::ClientStats>,
     ) -> Result<Self> {
         let shared = Arc::new(Shared {
+            stats,
             state: Mutex::new(State::default()),
             arrived: Notify::new(),
             room: Condvar::new(),
@@ -227,6 +231,11 @@ impl Subscription for KafkaSubscription {
                 self.shared.group
             ))),
         }
+    }
+
+    /// The consumer lag summed over the partitions of librdkafka's last statistics.
+    fn lag(&self) -> Option<u64> {
+        self.shared.stats.lag()
     }
 }
 

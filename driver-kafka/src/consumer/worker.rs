@@ -87,7 +87,12 @@ impl ClientContext for ConsumerCtx {
         logging::log_unless_refused("consumer", &self.shared.auth, level, fac, log_message);
     }
 
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.shared.stats.on_stats(&statistics);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
+        self.shared.stats.on_error(&error, reason);
         logging::client_error("consumer", &error, reason, &self.repeats, &self.shared.auth);
         if logging::is_authentication(&error) {
             // Wake a waiting receive: it reports the refusal.

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use crate::driver::{DeliveryTag, ReceivedRecord, Subscription};
 use crate::envelope;
 use crate::error::Result;
 use crate::notification::Notification;
+use crate::observability::instruments::{Counted, ListenerHistograms, Timer};
+use crate::observability::metrics::{self, Label};
 use crate::retry::Retry;
 use crate::service::{InFlight, Service};
 use crate::transport::Transport;
@@ -53,17 +55,38 @@ pub(crate) struct ListenerSettings {
     pub(crate) dead_letter_retry: Retry,
 }
 
-/// Counters of one listener.
+/// Counters of one listener (each also a metric), and its histograms.
 #[derive(Debug, Default)]
 pub(crate) struct ListenerStats {
-    pub(crate) received: AtomicU64,
-    pub(crate) handled: AtomicU64,
-    pub(crate) requeued: AtomicU64,
-    pub(crate) handler_failures: AtomicU64,
-    pub(crate) skipped: AtomicU64,
-    pub(crate) filtered: AtomicU64,
-    pub(crate) dead_lettered: AtomicU64,
-    pub(crate) dead_letter_failures: AtomicU64,
+    pub(crate) received: Counted,
+    pub(crate) handled: Counted,
+    pub(crate) requeued: Counted,
+    pub(crate) handler_failures: Counted,
+    pub(crate) skipped: Counted,
+    pub(crate) filtered: Counted,
+    pub(crate) dead_lettered: Counted,
+    pub(crate) dead_letter_failures: Counted,
+    pub(crate) histograms: ListenerHistograms,
+}
+
+impl ListenerStats {
+    /// Counters recorded as metrics with `labels` (the listener's).
+    pub(crate) fn new(labels: &[Label]) -> Self {
+        let c = |name| Counted::new(metrics::counter(name, labels));
+        let mut receive = labels.to_vec();
+        receive.push(Label::new(metrics::ATTR_OPERATION, metrics::OP_RECEIVE));
+        ListenerStats {
+            received: Counted::new(metrics::counter(metrics::CONSUMED_MESSAGES, &receive)),
+            handled: c(metrics::LISTENER_HANDLED),
+            requeued: c(metrics::LISTENER_REQUEUED),
+            handler_failures: c(metrics::LISTENER_HANDLER_FAILURES),
+            skipped: c(metrics::LISTENER_SKIPPED),
+            filtered: c(metrics::LISTENER_FILTERED),
+            dead_lettered: c(metrics::LISTENER_DEAD_LETTERED),
+            dead_letter_failures: c(metrics::LISTENER_DEAD_LETTER_FAILURES),
+            histograms: ListenerHistograms::new(labels),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +123,7 @@ async fn run_handler(
     what: &str,
     stats: &ListenerStats,
 ) -> HandlerOutcome {
+    let _timer = Timer::start(&stats.histograms.process);
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(Ok(HandlerOutcome::Handled)) => HandlerOutcome::Handled,
         Ok(Ok(HandlerOutcome::Requeue)) => {
@@ -331,7 +355,10 @@ impl Service for ListenerService {
             Ok(n)
         });
         let notification = match decoded {
-            Ok(n) => Arc::new(n),
+            Ok(n) => {
+                self.stats.histograms.observe_latency(&n.metadata.timestamp);
+                Arc::new(n)
+            }
             Err(e) => {
                 self.skip_foreign(record, &e, work);
                 return;

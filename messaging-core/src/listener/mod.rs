@@ -215,6 +215,12 @@ impl NotificationListenerBuilder {
                 topics.push(self.transport.notification_topic(&t.topic, *p));
             }
         }
+        let targets: Vec<&str> = self.targets.iter().map(|t| t.topic.as_str()).collect();
+        let labels = crate::observability::instruments::service_labels(
+            self.transport.driver().name(),
+            &targets,
+            self.pool.as_deref(),
+        );
         Ok(NotificationListener {
             inner: Arc::new(ListenerInner {
                 transport: self.transport,
@@ -226,7 +232,7 @@ impl NotificationListenerBuilder {
                 dispatch,
                 settings: self.settings,
                 service: self.service,
-                stats: Arc::new(ListenerStats::default()),
+                stats: Arc::new(ListenerStats::new(&labels)),
                 lifecycle: Lifecycle::new("listener"),
             }),
         })

@@ -34,8 +34,11 @@ pub const ATTR_CONSUMER_GROUP: &str = "messaging.consumer.group.name";
 pub const ATTR_OPERATION: &str = "messaging.operation.name";
 /// Why it failed: an [`ErrorKind`] as [`error_type`] writes it, or a remote exception type.
 pub const ATTR_ERROR_TYPE: &str = "error.type";
-/// A Kafka broker (`host:port/id`, librdkafka's broker name).
+/// A Kafka broker (`host:port`, librdkafka's `nodename`).
 pub const ATTR_SERVER: &str = "server.address";
+/// Which client of the Kafka driver a librdkafka statistic is from: `producer`,
+/// `consumer` (with its group as [`ATTR_CONSUMER_GROUP`]).
+pub const ATTR_KAFKA_CLIENT: &str = "notification_bus.kafka.client";
 
 // ---- operation names ----
 

@@ -22,6 +22,7 @@
 //! attribute key is a constant in [`mod@metrics`]; `docs/observability.md` lists them.
 
 pub mod health;
+pub(crate) mod instruments;
 pub mod metrics;
 
 pub use health::{

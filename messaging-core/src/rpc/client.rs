@@ -16,6 +16,7 @@ use super::{resolve, RpcSerializer, Target, DEFAULT_TIMEOUT};
 use super::{RpcAddress, RpcDelivery, RpcDriver, RpcOperation, RpcReceiver, RpcRequest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::notification::Context;
+use crate::observability::instruments::RpcClientMetrics;
 use crate::retry::Backoff;
 use crate::transport::Transport;
 
@@ -84,6 +85,7 @@ struct ReplyQueue {
 struct Shared {
     transport: Transport,
     reply_queue: tokio::sync::Mutex<Option<ReplyQueue>>,
+    metrics: RpcClientMetrics,
 }
 
 impl Shared {
@@ -209,6 +211,7 @@ impl RpcClient {
             shared: Arc::new(Shared {
                 transport: transport.clone(),
                 reply_queue: tokio::sync::Mutex::new(None),
+                metrics: RpcClientMetrics::new(transport.driver().name(), &target.topic),
             }),
             target,
             timeout,
@@ -306,7 +309,11 @@ impl RpcClient {
     {
         let rpc = self.rpc(RpcOperation::Call)?;
         let args = args_to_map(method, serde_json::to_value(args))?;
-        let value = self.do_call(&rpc, ctx, method, args).await?;
+        let value = self
+            .shared
+            .metrics
+            .call(self.do_call(&rpc, ctx, method, args))
+            .await?;
         R::deserialize(value).map_err(|e| {
             Error::new(
                 ErrorKind::Decode,
@@ -321,7 +328,10 @@ impl RpcClient {
     pub async fn call_json(&self, ctx: &Context, method: &str, args: Value) -> Result<Value> {
         let rpc = self.rpc(RpcOperation::Call)?;
         let args = args_to_map(method, Ok(args))?;
-        self.do_call(&rpc, ctx, method, args).await
+        self.shared
+            .metrics
+            .call(self.do_call(&rpc, ctx, method, args))
+            .await
     }
 
     /// Send `method` without waiting for a result: to every server on the topic if
@@ -496,6 +506,7 @@ impl RpcClient {
         args: Map<String, Value>,
         fanout: bool,
     ) -> Result<()> {
+        self.shared.metrics.cast();
         self.check_open()?;
         let deadline = Instant::now() + self.timeout;
         let (wire_ctx, wire_args) = self.outgoing(ctx, args)?;

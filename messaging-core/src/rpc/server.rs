@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::Lifecycle;
+use crate::observability::instruments::{Counted, Timer};
+use crate::observability::metrics;
 use crate::service::{spawned, InFlight, Service, ServiceSettings, DEFAULT_STOP_TIMEOUT};
 use crate::transport::Transport;
 
@@ -47,13 +49,36 @@ pub struct RpcServerCounters {
 /// duplicates (oslo's `DUP_MSG_CHECK_SIZE`).
 pub const RECENT_UNIQUE_IDS: usize = 16;
 
-#[derive(Debug, Default)]
+/// The server's counters (each also a metric) and its method-run histogram.
+#[derive(Debug)]
 struct Stats {
-    received: AtomicU64,
-    replied: AtomicU64,
-    failed: AtomicU64,
-    skipped: AtomicU64,
-    duplicates: AtomicU64,
+    received: Counted,
+    replied: Counted,
+    failed: Counted,
+    skipped: Counted,
+    duplicates: Counted,
+    process: metrics::Histogram,
+}
+
+impl Stats {
+    /// Recorded with `messaging.system` and the server's topic.
+    fn new(driver: &str, topic: &str) -> Self {
+        let labels = metrics::destination_labels(driver, topic, None);
+        let c = |name| Counted::new(metrics::counter(name, &labels));
+        let mut process = labels.clone();
+        process.push(metrics::Label::new(
+            metrics::ATTR_OPERATION,
+            metrics::OP_PROCESS,
+        ));
+        Stats {
+            received: c(metrics::RPC_SERVER_RECEIVED),
+            replied: c(metrics::RPC_SERVER_REPLIED),
+            failed: c(metrics::RPC_SERVER_FAILED),
+            skipped: c(metrics::RPC_SERVER_SKIPPED),
+            duplicates: c(metrics::RPC_SERVER_DUPLICATES),
+            process: metrics::histogram(metrics::PROCESS_DURATION, &process),
+        }
+    }
 }
 
 /// Builds an [`RpcServer`].
@@ -110,6 +135,7 @@ impl RpcServerBuilder {
             .clone()
             .unwrap_or_else(|| format!("server-{}", uuid::Uuid::new_v4().simple()));
         let (exchange, topic) = resolve(&self.transport, &self.target);
+        let stats = Arc::new(Stats::new(self.transport.driver().name(), &topic));
         Ok(RpcServer {
             inner: Arc::new(Inner {
                 transport: self.transport,
@@ -121,7 +147,7 @@ impl RpcServerBuilder {
                 dispatcher: Arc::new(dispatcher),
                 serializer: self.serializer,
                 service: self.service,
-                stats: Arc::new(Stats::default()),
+                stats,
                 lifecycle: Lifecycle::new("RPC server"),
             }),
         })
@@ -390,6 +416,7 @@ async fn handle(
     stats: Arc<Stats>,
     rpc: Arc<dyn RpcDriver>,
 ) -> Done {
+    let _timer = Timer::start(&stats.process);
     let reply_to = request.reply.clone();
     let method = request.method.clone();
     let monitor = reply_to

@@ -19,23 +19,48 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
 use super::Transport;
 use crate::driver::{Capabilities, OutgoingRecord, PendingDelivery};
 use crate::error::{Error, ErrorKind, Result};
+use crate::observability::instruments::{SendMetrics, TransportMetrics};
 use crate::retry::{Backoff, Retry};
 
-/// A record on its way, with the retries it has spent so far.
+/// A record on its way, with the retries it has spent so far, when it was first
+/// handed over, and its destination's metrics.
 pub(super) struct Attempt {
     pub(super) record: OutgoingRecord,
     pub(super) retries: u32,
+    pub(super) started: std::time::Instant,
+    pub(super) metrics: Arc<SendMetrics>,
 }
 
 impl Attempt {
     /// A record that was never sent.
-    pub(super) fn first(record: OutgoingRecord) -> Self {
-        Attempt { record, retries: 0 }
+    pub(super) fn first(record: OutgoingRecord, metrics: &TransportMetrics) -> Self {
+        Attempt {
+            metrics: metrics.destination(&record.topic),
+            record,
+            retries: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// `record` again, with what its attempt carried besides it.
+    fn carried(record: OutgoingRecord, carried: Carried) -> Self {
+        let (retries, started, metrics) = carried;
+        Attempt {
+            record,
+            retries,
+            started,
+            metrics,
+        }
     }
 }
+
+/// What an attempt carries besides its record, while the record is in a batch.
+type Carried = (u32, std::time::Instant, Arc<SendMetrics>);
 
 /// A record the driver accepted, and its acknowledgement still to come.
 pub(super) struct Accepted {
@@ -132,7 +157,8 @@ impl Transport {
         for attempt in attempts {
             match check_size(&caps, &attempt.record) {
                 Ok(()) => {
-                    meta.push((out.len(), attempt.retries));
+                    let carried = (attempt.retries, attempt.started, attempt.metrics);
+                    meta.push((out.len(), carried));
                     records.push(attempt.record);
                     out.push(None);
                 }
@@ -142,8 +168,8 @@ impl Transport {
         let mut backpressure = Backpressure::until(Instant::now() + self.send_timeout);
         while !records.is_empty() {
             if self.is_closed() {
-                for (record, (slot, retries)) in records.into_iter().zip(meta) {
-                    let attempt = Attempt { record, retries };
+                for (record, (slot, carried)) in records.into_iter().zip(meta) {
+                    let attempt = Attempt::carried(record, carried);
                     let error = Error::closed("transport");
                     out[slot] = Some(Handed::Refused(Refused { attempt, error }));
                 }
@@ -151,13 +177,13 @@ impl Transport {
             }
             let mut outcomes = self.inner.driver.send_batch(&records).await.into_iter();
             let mut again = (Vec::new(), Vec::new());
-            for (record, (slot, mut retries)) in records.into_iter().zip(meta) {
+            for (record, (slot, (mut retries, started, metrics))) in records.into_iter().zip(meta) {
                 let outcome = outcomes
                     .next()
                     .unwrap_or_else(|| Err(self.missing_outcome()));
                 let verdict =
                     self.verdict(outcome, &record.topic, &mut retries, retry, &backpressure);
-                let attempt = Attempt { record, retries };
+                let attempt = Attempt::carried(record, (retries, started, metrics));
                 out[slot] = match verdict {
                     Verdict::Accepted(pending) => {
                         Some(Handed::Accepted(Accepted { attempt, pending }))
@@ -165,7 +191,8 @@ impl Transport {
                     Verdict::Refused(error) => Some(Handed::Refused(Refused { attempt, error })),
                     Verdict::Again => {
                         again.0.push(attempt.record);
-                        again.1.push((slot, attempt.retries));
+                        let carried = (attempt.retries, attempt.started, attempt.metrics);
+                        again.1.push((slot, carried));
                         None
                     }
                 };

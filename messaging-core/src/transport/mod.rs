@@ -19,6 +19,7 @@ use self::tracker::{DeliveryTracker, Sent, Tracked};
 
 use crate::driver::{CloseReport, Dialect, Driver, OutgoingRecord, PendingDelivery};
 use crate::error::{Error, ErrorKind, Result};
+use crate::observability::instruments::TransportMetrics;
 use crate::priority::Priority;
 use crate::registry::DriverRegistry;
 use crate::retry::Retry;
@@ -72,6 +73,7 @@ struct TransportInner {
     tracker: DeliveryTracker,
     closed: AtomicBool,
     stats: TransportStats,
+    metrics: TransportMetrics,
 }
 
 /// An open transport: the driver picked by the URL's scheme, shared by notifiers,
@@ -103,10 +105,11 @@ impl Transport {
         Transport {
             inner: Arc::new(TransportInner {
                 url,
-                driver,
                 tracker: DeliveryTracker::default(),
                 closed: AtomicBool::new(false),
                 stats: TransportStats::default(),
+                metrics: TransportMetrics::new(driver.name()),
+                driver,
             }),
             send_timeout: DEFAULT_SEND_TIMEOUT,
         }
@@ -202,7 +205,11 @@ impl Transport {
         records: Vec<OutgoingRecord>,
         retry: Retry,
     ) -> Vec<Result<DeliveryReceipt>> {
-        let attempts = records.into_iter().map(Attempt::first).collect();
+        let metrics = &self.inner.metrics;
+        let attempts = records
+            .into_iter()
+            .map(|r| Attempt::first(r, metrics))
+            .collect();
         let handed = self.hand_to_driver(attempts, retry).await;
         let stats = &self.inner.stats;
         handed
@@ -210,9 +217,13 @@ impl Transport {
             .map(|handed| match handed {
                 Handed::Accepted(Accepted { attempt, pending }) => {
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    attempt.metrics.accepted();
                     Ok(self.track(attempt, pending, retry))
                 }
-                Handed::Refused(refused) => Err(refused.error),
+                Handed::Refused(refused) => {
+                    refused.attempt.metrics.refused(&refused.error);
+                    Err(refused.error)
+                }
             })
             .collect()
     }
@@ -223,6 +234,7 @@ impl Transport {
         match pending {
             PendingDelivery::Delivered => {
                 self.inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                attempt.metrics.delivered(attempt.started);
                 DeliveryReceipt::already_delivered()
             }
             PendingDelivery::Pending(future) => {

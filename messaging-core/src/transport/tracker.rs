@@ -195,6 +195,7 @@ fn settle(t: Sent, outcome: Result<()>, transport: &Weak<TransportInner>) {
             if let Some(inner) = inner {
                 inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
             }
+            t.attempt.metrics.delivered(t.attempt.started);
             let _ = t.reply.send(Ok(()));
         }
         (Err(e), Some(inner)) => {
@@ -210,12 +211,14 @@ fn settle(t: Sent, outcome: Result<()>, transport: &Weak<TransportInner>) {
                 tokio::spawn(transport.resend(t, e));
             } else {
                 let e = transport.give_up(&t.attempt.record.topic, t.attempt.retries, e);
+                t.attempt.metrics.gave_up(&e, t.attempt.started);
                 let _ = t.reply.send(Err(e));
             }
         }
         (Err(e), None) => {
             let topic = &t.attempt.record.topic;
             tracing::error!(topic = %topic, error = %e, "notification lost: delivery failed after its transport was dropped");
+            t.attempt.metrics.gave_up(&e, t.attempt.started);
             let _ = t.reply.send(Err(e));
         }
     }
@@ -233,6 +236,7 @@ impl Transport {
         } = sent;
         attempt.retries += 1;
         self.inner.stats.retried.fetch_add(1, Ordering::Relaxed);
+        attempt.metrics.retried();
         let topic = &attempt.record.topic;
         tracing::warn!(topic = %topic, error = %error, retries = attempt.retries, "delivery failed, sending again");
         tokio::time::sleep(delivery_backoff(attempt.retries)).await;
@@ -240,9 +244,10 @@ impl Transport {
         match outcome {
             Some(Handed::Accepted(Accepted {
                 pending: PendingDelivery::Delivered,
-                ..
+                attempt,
             })) => {
                 self.inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                attempt.metrics.delivered(attempt.started);
                 let _ = reply.send(Ok(()));
             }
             Some(Handed::Accepted(Accepted {
@@ -261,6 +266,7 @@ impl Transport {
             }
             Some(Handed::Refused(Refused { attempt, error })) => {
                 let e = self.give_up(&attempt.record.topic, attempt.retries, error);
+                attempt.metrics.gave_up(&e, attempt.started);
                 let _ = reply.send(Err(e));
             }
             None => {
