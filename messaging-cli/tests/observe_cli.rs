@@ -115,11 +115,35 @@ fn bench_observability_prints_both_rates_and_records_only_the_on_rounds() {
         support::positive(&pairs[0], &[key]);
     }
     assert!(report["on_series"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        report["instrumented_with"],
+        "metrics-exporter-prometheus recorder, tracing registry at INFO"
+    );
     // The endpoint serves the "on" rounds' recorder: two rounds of 1500, none of
     // the "off" rounds' notifications.
     let scrape = served.scrape();
     assert_eq!(total(&scrape, SENT), 3000.0);
     assert_eq!(total(&scrape, HANDLED), 3000.0);
+}
+
+/// `--observability=traces` turns on the subscriber only: the rounds record no metric.
+#[test]
+fn bench_observability_traces_only_records_no_metrics() {
+    let out = messaging(&[
+        "bench",
+        "--observability=traces",
+        "--count",
+        "500",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["pairs"].as_array().unwrap().len(), 1);
+    assert_eq!(report["on_series"], 0, "{report}");
+    support::positive(&report, &["on_vs_off"]);
 }
 
 #[test]

@@ -47,10 +47,19 @@ pub(crate) struct BenchArgs {
     raw: bool,
     /// Measure what metrics and tracing cost instead: pairs of rounds, one with no
     /// metrics recorder and no tracing subscriber, one with the Prometheus recorder
-    /// and a span-recording subscriber, alternating which runs first (see --rounds),
-    /// and report both end-to-end rates and their ratio.
-    #[arg(long, conflicts_with_all = ["raw", "rpc"])]
-    observability: bool,
+    /// and a span-recording subscriber (`=metrics` or `=traces`: only that one),
+    /// alternating which runs first (see --rounds), and report both end-to-end rates
+    /// and their ratio.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "PARTS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "all",
+        conflicts_with_all = ["raw", "rpc"]
+    )]
+    observability: Option<overhead::Parts>,
     /// With --raw or --observability: measure this many pairs, alternating which side runs
     /// first (the second of a pair finds memory and broker state the first warmed up),
     /// and report the median ratios.
@@ -79,12 +88,12 @@ fn median(values: impl IntoIterator<Item = f64>) -> f64 {
 }
 
 /// `bench --observability`: the "on" rounds' metrics are what --metrics-addr serves.
-async fn run_overhead(a: &BenchArgs, timeout: Duration) -> Result<()> {
+async fn run_overhead(a: &BenchArgs, timeout: Duration, parts: overhead::Parts) -> Result<()> {
     let obs = match &a.metrics.metrics_addr {
         Some(addr) => MetricsEndpoint::serve(&a.metrics, addr, overhead::on_handle()).await?,
         None => MetricsEndpoint::disabled(),
     };
-    let r = overhead::measure(&a.url, a.count, a.payload_size, a.rounds, timeout).await?;
+    let r = overhead::measure(&a.url, a.count, a.payload_size, a.rounds, timeout, parts).await?;
     r.print();
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
@@ -95,8 +104,8 @@ async fn run_overhead(a: &BenchArgs, timeout: Duration) -> Result<()> {
 
 pub(crate) async fn run(a: BenchArgs) -> Result<()> {
     let timeout = Duration::from_secs_f64(a.timeout.max(1.0));
-    if a.observability {
-        return run_overhead(&a, timeout).await;
+    if let Some(parts) = a.observability {
+        return run_overhead(&a, timeout, parts).await;
     }
     let obs = MetricsEndpoint::start(&a.metrics).await?;
     measure_and_print(&a, timeout, &obs).await?;

@@ -21,25 +21,63 @@ use messaging_core::{Error, ErrorKind, Result};
 use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 use serde::Serialize;
 use tracing::Dispatch;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::framework::{self, BenchReport};
 use super::median;
 use crate::observe::{self, MetricsEndpoint};
 
+/// What the "on" rounds turn on (`--observability[=PARTS]`), to tell the cost of
+/// each apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Parts {
+    /// The metrics recorder and the span-recording subscriber.
+    All,
+    /// The metrics recorder only.
+    Metrics,
+    /// The span-recording subscriber only.
+    Traces,
+    /// Both, and a fmt layer on the subscriber (logs at INFO, written to a sink).
+    AllWithLogs,
+}
+
+impl Parts {
+    fn metrics(self) -> bool {
+        self != Parts::Traces
+    }
+
+    fn traces(self) -> bool {
+        self != Parts::Metrics
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Parts::All => "metrics-exporter-prometheus recorder, tracing registry at INFO",
+            Parts::Metrics => "metrics-exporter-prometheus recorder",
+            Parts::Traces => "tracing registry at INFO",
+            Parts::AllWithLogs => {
+                "metrics-exporter-prometheus recorder, tracing registry at INFO with a fmt \
+                 layer writing to a sink"
+            }
+        }
+    }
+}
+
 /// One round's instrumentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Off,
-    On,
+    On(Parts),
 }
 
-/// The "on" rounds' recorder and subscriber, shared by every "on" round (as one
+/// The "on" rounds' recorder and subscribers, shared by every "on" round (as one
 /// process keeps one of each), made before the first round so that `tracing`'s
 /// callsite cache is in the same state for every round.
 struct Instruments {
     recorder: PrometheusRecorder,
-    dispatch: Dispatch,
+    spans: Dispatch,
+    spans_and_logs: Dispatch,
 }
 
 fn instruments() -> &'static Instruments {
@@ -47,23 +85,20 @@ fn instruments() -> &'static Instruments {
     INSTRUMENTS.get_or_init(|| {
         let recorder = observe::prometheus_builder().build_recorder();
         metrics::with_local_recorder(&recorder, messaging_core::observability::metrics::describe);
+        let spans = tracing_subscriber::registry().with(LevelFilter::INFO);
+        // Logs as an operator's would be formatted (span fields included), written
+        // to nowhere so that the terminal's speed is not measured.
+        let logs = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
         Instruments {
             recorder,
-            dispatch: span_subscriber(),
+            spans: Dispatch::new(spans),
+            spans_and_logs: Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(LevelFilter::INFO)
+                    .with(logs),
+            ),
         }
     })
-}
-
-/// What an operator running with tracing on would have: the span registry and a
-/// formatting layer at INFO (spans' fields formatted, events written), writing to
-/// nowhere so that the terminal's speed is not measured.
-fn span_subscriber() -> Dispatch {
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
-    Dispatch::new(
-        tracing_subscriber::registry()
-            .with(tracing_subscriber::filter::LevelFilter::INFO)
-            .with(fmt),
-    )
 }
 
 thread_local! {
@@ -74,9 +109,18 @@ thread_local! {
 /// Make `mode`'s recorder and dispatcher this thread's defaults.
 fn enter(mode: Mode) {
     static NOOP: metrics::NoopRecorder = metrics::NoopRecorder;
-    let (recorder, dispatch): (&'static dyn metrics::Recorder, Dispatch) = match mode {
-        Mode::Off => (&NOOP, Dispatch::none()),
-        Mode::On => (&instruments().recorder, instruments().dispatch.clone()),
+    let parts = match mode {
+        Mode::Off => None,
+        Mode::On(parts) => Some(parts),
+    };
+    let recorder: &'static dyn metrics::Recorder = match parts {
+        Some(p) if p.metrics() => &instruments().recorder,
+        _ => &NOOP,
+    };
+    let dispatch = match parts {
+        Some(Parts::AllWithLogs) => instruments().spans_and_logs.clone(),
+        Some(p) if p.traces() => instruments().spans.clone(),
+        _ => Dispatch::none(),
     };
     let guards = (
         metrics::set_default_local_recorder(recorder),
@@ -152,9 +196,6 @@ pub(crate) struct Overhead {
     pub(crate) on_series: usize,
 }
 
-const INSTRUMENTED_WITH: &str = "metrics-exporter-prometheus recorder, tracing registry \
-with a fmt layer at INFO writing to a sink";
-
 /// Measure `pairs` pairs, alternating which mode runs first.
 pub(crate) async fn measure(
     url: &str,
@@ -162,20 +203,21 @@ pub(crate) async fn measure(
     payload_size: usize,
     pairs: u32,
     timeout: Duration,
+    parts: Parts,
 ) -> Result<Overhead> {
     instruments();
     let mut measured = Vec::new();
     for i in 0..pairs {
         let on_first = i % 2 == 1;
         let order = if on_first {
-            [Mode::On, Mode::Off]
+            [Mode::On(parts), Mode::Off]
         } else {
-            [Mode::Off, Mode::On]
+            [Mode::Off, Mode::On(parts)]
         };
         let mut rates = [0.0; 2];
         for mode in order {
             let r = round(mode, url, count, payload_size, timeout).await?;
-            rates[usize::from(mode == Mode::On)] = r.end_to_end_per_sec;
+            rates[usize::from(mode != Mode::Off)] = r.end_to_end_per_sec;
             // Fold the histogram samples into buckets between rounds, as the
             // endpoint's upkeep does every few seconds.
             on_handle().run_upkeep();
@@ -191,7 +233,7 @@ pub(crate) async fn measure(
         url: url.to_owned(),
         count,
         payload_size,
-        instrumented_with: INSTRUMENTED_WITH,
+        instrumented_with: parts.describe(),
         off_end_to_end_per_sec: median(measured.iter().map(|p| p.off_end_to_end_per_sec)),
         on_end_to_end_per_sec: median(measured.iter().map(|p| p.on_end_to_end_per_sec)),
         on_vs_off: median(measured.iter().map(|p| p.on_vs_off)),
