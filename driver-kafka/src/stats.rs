@@ -129,15 +129,18 @@ impl ClientStats {
         let mut now = HashMap::new();
         for topic in stats.topics.values() {
             for p in topic.partitions.values() {
-                // -1: the internal "unassigned" partition; a negative lag: unknown yet.
-                if p.partition < 0 || p.consumer_lag < 0 || p.fetch_state == "none" {
+                // -1: the internal "unassigned" partition; not fetched: not ours.
+                if p.partition < 0 || p.fetch_state == "none" {
                     continue;
                 }
+                let Some(lag) = partition_lag(p) else {
+                    continue;
+                };
                 let mut l = self.labels.clone();
                 l.push(Label::new(m::ATTR_DESTINATION, topic.topic.clone()));
                 l.push(Label::new(m::ATTR_PARTITION, p.partition.to_string()));
-                m::gauge(m::CONSUMER_LAG, &l).set(p.consumer_lag as f64);
-                now.insert((topic.topic.clone(), p.partition), p.consumer_lag as u64);
+                m::gauge(m::CONSUMER_LAG, &l).set(lag as f64);
+                now.insert((topic.topic.clone(), p.partition), lag);
             }
         }
         *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = now;
@@ -148,5 +151,26 @@ impl ClientStats {
     pub(crate) fn lag(&self) -> Option<u64> {
         let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
         (!lag.is_empty()).then(|| lag.values().sum())
+    }
+}
+
+/// The records of a partition not handled yet: from the last offset the driver
+/// stored or committed (the driver stores an offset only once its record was
+/// handled) to the partition's end. librdkafka's own `consumer_lag` counts from the
+/// records it already handed over, which this driver buffers ahead of the handlers,
+/// so it is the fallback only while the group has no position (`None`: unknown).
+fn partition_lag(p: &rdkafka::statistics::Partition) -> Option<u64> {
+    let end = if p.ls_offset >= 0 {
+        p.ls_offset
+    } else {
+        p.hi_offset
+    };
+    let base = p.stored_offset.max(p.committed_offset);
+    if base >= 0 && end >= 0 {
+        Some(end.saturating_sub(base).max(0) as u64)
+    } else if p.consumer_lag >= 0 {
+        Some(p.consumer_lag as u64)
+    } else {
+        None
     }
 }

@@ -8,6 +8,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{FieldTable, LongString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use messaging_core::observability::{ConnectionState, ConnectionTracker, ErrorReport};
 use messaging_core::{Error, ErrorKind, Result};
 
 use crate::options::RabbitConfig;
@@ -37,6 +38,9 @@ pub(crate) struct Connector {
     next: AtomicUsize,
     tls: Option<String>,
     identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Whether the last connection attempt (of any client of the driver) worked,
+    /// and whether a consumer lost its connection since: the driver's health.
+    pub(crate) health: ConnectionTracker,
 }
 
 impl Connector {
@@ -59,6 +63,7 @@ impl Connector {
             next: AtomicUsize::new(0),
             tls,
             identity,
+            health: ConnectionTracker::new(ConnectionState::Unknown),
         })
     }
 
@@ -97,6 +102,7 @@ impl Connector {
                 Ok(c) => {
                     self.next.store(at, Ordering::Relaxed);
                     tracing::debug!(broker = %where_, purpose, "connected to RabbitMQ");
+                    self.health.connected();
                     return Ok(c);
                 }
                 Err(e) if refused_credentials(&e) => {
@@ -115,9 +121,11 @@ impl Connector {
             }
         }
         // A refusal says more than another host's silence: the credentials are wrong.
-        Err(refused
+        let e = refused
             .or(last)
-            .unwrap_or_else(|| Error::new(ErrorKind::Transport, "RabbitMQ: no host")))
+            .unwrap_or_else(|| Error::new(ErrorKind::Transport, "RabbitMQ: no host"));
+        self.health.disconnected(ErrorReport::of(&e));
+        Err(e)
     }
 
     /// A connection and one channel on it.

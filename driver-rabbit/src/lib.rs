@@ -365,6 +365,10 @@ impl Driver for RabbitDriver {
     fn rpc(&self, _operation: RpcOperation) -> Result<Arc<dyn RpcDriver>> {
         Ok(self.rpc.clone())
     }
+
+    fn health(&self) -> messaging_core::observability::TransportHealth {
+        self.connector.health.health()
+    }
 }
 
 /// One listener's consumer.
@@ -401,5 +405,10 @@ impl Subscription for RabbitSubscription {
 
     async fn close(&self, timeout: Duration) -> Result<()> {
         self.inbox.close(timeout).await
+    }
+
+    /// The messages ready in its queues (a passive declare every few seconds).
+    fn lag(&self) -> Option<u64> {
+        self.inbox.depth()
     }
 }

@@ -13,10 +13,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-    QueueDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Acker, Channel, Connection};
+use messaging_core::observability::metrics::{self, Gauge};
+use messaging_core::observability::ErrorReport;
 use messaging_core::{Error, Result};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -75,6 +77,8 @@ pub(crate) struct Inbox {
     ackers: Arc<Mutex<HashMap<u64, Acker>>>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The messages ready in its queues, as last looked up.
+    depth: Arc<QueueDepth>,
 }
 
 impl Inbox {
@@ -85,8 +89,18 @@ impl Inbox {
         let ackers = Arc::new(Mutex::new(HashMap::new()));
         let (stop, stopped) = watch::channel(false);
         let first = Consumer::open(&connector, &plan).await?;
-        let task = tokio::spawn(run(connector, plan, first, tx, ackers.clone(), stopped));
+        let depth = Arc::new(QueueDepth::new(&plan.queues));
+        let task = tokio::spawn(run(
+            connector,
+            plan,
+            first,
+            tx,
+            ackers.clone(),
+            stopped,
+            depth.clone(),
+        ));
         Ok(Inbox {
+            depth,
             deliveries: tokio::sync::Mutex::new(rx),
             ackers,
             stop,
@@ -96,6 +110,11 @@ impl Inbox {
 
     /// Up to `max` deliveries, waiting up to `wait` for the first. Cancel-safe: the
     /// only wait is the channel's `recv`.
+    /// The messages ready in its queues, as last looked up.
+    pub(crate) fn depth(&self) -> Option<u64> {
+        self.depth.total()
+    }
+
     pub(crate) async fn take(&self, max: usize, wait: Duration) -> Result<Vec<Delivered>> {
         let mut rx = self.deliveries.lock().await;
         let first = match tokio::time::timeout(wait, rx.recv()).await {
@@ -274,6 +293,67 @@ async fn declare(t: &Topology<'_>, d: &Declaration) -> Result<()> {
     }
 }
 
+/// How often a consumer looks up how many messages wait in its queues.
+const DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// The depth of a consumer's queues: a passive declare of each (it answers with
+/// the messages ready, not those delivered and unacknowledged) every
+/// [`DEPTH_EVERY`], as a gauge per queue and their sum for the listener's status.
+#[derive(Debug)]
+pub(crate) struct QueueDepth {
+    gauges: Vec<Gauge>,
+    /// The sum of the last look-up, `u64::MAX` before the first.
+    total: AtomicU64,
+}
+
+impl QueueDepth {
+    fn new(queues: &[String]) -> Self {
+        let gauges = queues
+            .iter()
+            .map(|q| {
+                metrics::gauge(
+                    metrics::QUEUE_DEPTH,
+                    &metrics::destination_labels("rabbit", q, None),
+                )
+            })
+            .collect();
+        QueueDepth {
+            gauges,
+            total: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    async fn refresh(&self, channel: &Channel, queues: &[String]) {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let mut total = 0u64;
+        for (queue, gauge) in queues.iter().zip(&self.gauges) {
+            match channel
+                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                .await
+            {
+                Ok(q) => {
+                    gauge.set(f64::from(q.message_count()));
+                    total += u64::from(q.message_count());
+                }
+                Err(e) => {
+                    tracing::debug!(queue, error = %e, "cannot look up the queue's depth");
+                    return;
+                }
+            }
+        }
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    /// The last sum, if any.
+    pub(crate) fn total(&self) -> Option<u64> {
+        let t = self.total.load(Ordering::Relaxed);
+        (t != u64::MAX).then_some(t)
+    }
+}
+
 /// Resolves once the inbox asked its task to stop.
 async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
@@ -287,10 +367,13 @@ async fn run(
     tx: mpsc::UnboundedSender<Delivered>,
     ackers: Arc<Mutex<HashMap<u64, Acker>>>,
     mut stopped: watch::Receiver<bool>,
+    depth: Arc<QueueDepth>,
 ) {
     static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
     let mut current = Some(first);
     let mut attempt = 0u32;
+    let mut depth_every = tokio::time::interval(DEPTH_EVERY);
+    depth_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let Some(mut consumer) = current.take() else {
             let wait = connector.config.reconnect.wait(attempt);
@@ -316,6 +399,10 @@ async fn run(
                 () = stop_requested(&mut stopped) => {
                     consumer.close(&plan).await;
                     return;
+                }
+                _ = depth_every.tick() => {
+                    depth.refresh(&consumer.channel, &plan.queues).await;
+                    continue;
                 }
                 next = consumer.stream.next() => next,
             };
@@ -349,6 +436,12 @@ async fn run(
                 }
                 Some(Some(Err(e))) => {
                     tracing::warn!(purpose = plan.purpose, error = %e, "RabbitMQ consumer lost its connection; reconnecting");
+                    connector
+                        .health
+                        .disconnected(ErrorReport::of(&transport_error(
+                            "the consumer lost its connection",
+                            e,
+                        )));
                     break;
                 }
                 // One of the queues' consumers ended: consume them all again, from a

@@ -87,8 +87,8 @@ impl OwnTansu {
         .map(drop)
     }
 
-    /// Stop the broker (SIGTERM), keeping its port and storage:
-    /// [`OwnTansu::kill_and_restart`] starts it again.
+    /// Stop the broker (SIGTERM), keeping its storage; [`OwnTansu::kill_and_restart`]
+    /// starts it again.
     pub fn stop(&self) -> Result<(), String> {
         Self::run(&self.script, &["stop", "--name", &self.name]).map(drop)
     }

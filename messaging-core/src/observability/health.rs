@@ -328,3 +328,43 @@ impl StatusCell {
         status
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_stopped_before_it_started_is_stopped_and_stays_so() {
+        let cell = StatusCell::default();
+        assert_eq!(cell.snapshot().state, RunState::Created);
+        cell.stopping();
+        assert_eq!(cell.snapshot().state, RunState::Stopped);
+        cell.set(RunState::Running);
+        assert_eq!(cell.snapshot().state, RunState::Stopped, "final");
+    }
+
+    #[test]
+    fn a_failed_task_keeps_its_error_and_drops_its_lag_probe() {
+        let cell = StatusCell::default();
+        cell.set(RunState::Running);
+        cell.set_lag_probe(Arc::new(|| Some(3)));
+        assert_eq!(cell.snapshot().lag, Some(3));
+        cell.ended(&Err(Error::authentication("refused")));
+        let s = cell.snapshot();
+        assert_eq!(s.state, RunState::Failed);
+        assert_eq!(s.last_error.unwrap().kind, ErrorKind::Authentication);
+        assert_eq!(s.lag, None);
+    }
+
+    #[test]
+    fn a_tracker_reports_changes_and_keeps_the_last_error() {
+        let t = ConnectionTracker::new(ConnectionState::Unknown);
+        assert!(TransportHealth::unknown().is_connected());
+        assert!(t.connected());
+        assert!(!t.connected(), "no change");
+        assert!(t.disconnected(ErrorReport::new(ErrorKind::Transport, "down")));
+        let h = t.health();
+        assert!(!h.is_connected());
+        assert_eq!(h.last_error.unwrap().message, "down");
+    }
+}

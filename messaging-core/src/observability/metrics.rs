@@ -503,3 +503,36 @@ impl ErrorCounters {
 
 /// A shared [`ErrorCounters`].
 pub type SharedErrorCounters = Arc<ErrorCounters>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_past_the_cap_share_other() {
+        let c = ErrorCounters::new(RPC_CLIENT_REMOTE_ERRORS, Vec::new(), 2);
+        for t in [
+            "ValueError",
+            "KeyError",
+            "ValueError",
+            "TypeError",
+            "OSError",
+        ] {
+            c.increment(t);
+        }
+        let seen = c.seen.lock().unwrap();
+        let types: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(types, ["ValueError", "KeyError", OTHER]);
+    }
+
+    #[test]
+    fn every_metric_is_described_once_and_error_types_are_snake_case() {
+        let mut names: Vec<&str> = ALL.iter().map(|(n, ..)| *n).collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "a name declared twice");
+        assert_eq!(error_type(&ErrorKind::DeliveryFailed), "delivery_failed");
+        assert_eq!(system_name("rabbit"), "rabbitmq");
+    }
+}
