@@ -193,12 +193,6 @@ impl MetricsEndpoint {
         })
     }
 
-    /// The address served on, if serving.
-    #[allow(dead_code)]
-    pub(crate) fn addr(&self) -> Option<SocketAddr> {
-        self.inner.as_ref().map(|r| r.addr)
-    }
-
     /// From now on `/readyz` answers what `probe` says.
     pub(crate) fn ready_when(&self, probe: impl Fn() -> Readiness + Send + Sync + 'static) {
         if let Some(r) = &self.inner {
