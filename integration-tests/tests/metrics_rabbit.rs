@@ -22,6 +22,9 @@ use messaging_core::{
 use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(90);
+
+/// One case at a time: one stops the broker's application.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const BACKLOG: u64 = 8;
 
 fn transport(base: &str) -> Transport {
@@ -63,6 +66,7 @@ async fn a_backlog_in_a_pool_queue_shows_as_its_depth() {
     let Some(base) = rabbit_support::broker_url() else {
         return;
     };
+    let _turn = TURN.lock().await;
     let t = transport(&base);
     let topic = unique("depth");
     let pool = unique("depth-pool");
@@ -138,6 +142,7 @@ async fn health_goes_disconnected_when_the_broker_stops_and_connected_when_it_is
         eprintln!("skipped: needs MESSAGING_RABBIT_SCRIPT and RABBITMQ_INSTANCE");
         return;
     };
+    let _turn = TURN.lock().await;
     let t = transport(&base);
     let topic = unique("health");
     let listener = stuck(&t, &topic, &unique("health-pool"));

@@ -1,6 +1,6 @@
 //! Every metric the framework records, by name, with its attribute keys: each one
 //! declared once here (drivers use these constants too). See the module above for
-//! why the [`metrics`](::metrics) facade, and `docs/observability.md` for the table.
+//! why the `metrics` crate, and `docs/observability.md` for the table.
 //!
 //! Names from OpenTelemetry's semantic conventions for messaging where one exists
 //! (`messaging.client.sent.messages`, `messaging.client.consumed.messages`,
