@@ -12,6 +12,8 @@ use messaging_core::{
 };
 use tokio::sync::Notify;
 
+use crate::observe::{self, MetricsArgs, MetricsEndpoint};
+
 /// Arguments of `messaging listen`.
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
@@ -42,9 +44,12 @@ pub(crate) struct ListenArgs {
     /// Start a new pool from new notifications only (Kafka).
     #[arg(long)]
     latest: bool,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 pub(crate) async fn run(a: ListenArgs) -> Result<()> {
+    let obs = MetricsEndpoint::start(&a.metrics).await?;
     let transport = Transport::open(&a.url)?;
     let seen = Arc::new(AtomicU64::new(0));
     let done = Arc::new(Notify::new());
@@ -93,6 +98,7 @@ pub(crate) async fn run(a: ListenArgs) -> Result<()> {
     }
     let listener = builder.build()?;
     listener.start().await?;
+    obs.ready_when(observe::listener_ready(&transport, &listener));
     let timeout = a.timeout.map(|t| Duration::from_secs_f64(t.max(0.0)));
     tokio::select! {
         _ = done.notified(), if limit.is_some() => {}
@@ -101,7 +107,9 @@ pub(crate) async fn run(a: ListenArgs) -> Result<()> {
         // The listener stopped on its own, e.g. the broker refused the credentials.
         outcome = listener.wait() => outcome?,
     }
+    obs.not_ready("stopping");
     listener.stop_and_wait().await?;
     transport.close(Duration::from_secs(10)).await?;
+    obs.finish().await;
     Ok(())
 }

@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod listen;
+mod observe;
 mod rpc;
 mod send;
 mod soak;

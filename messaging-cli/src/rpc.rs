@@ -9,6 +9,7 @@ use messaging_core::rpc::demo::demo_endpoint;
 use messaging_core::{Context, Error, ErrorKind, Result, RpcClient, RpcServer, Target, Transport};
 use serde::Serialize;
 
+use crate::observe::{self, MetricsArgs, MetricsEndpoint};
 use crate::send::{parse_context, parse_json};
 
 /// Arguments shared by `call` and `cast`.
@@ -119,15 +120,19 @@ pub(crate) struct ServerArgs {
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     timeout: Option<f64>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 /// `messaging rpc-server`: serve the demo endpoint.
 pub(crate) async fn serve(a: ServerArgs) -> Result<()> {
+    let obs = MetricsEndpoint::start(&a.metrics).await?;
     let transport = Transport::open(&a.url)?;
     let server = RpcServer::builder(&transport, Target::new(&a.topic).with_server(&a.server))
         .endpoint(demo_endpoint())
         .build()?;
     server.start().await?;
+    obs.ready_when(observe::server_ready(&transport, &server));
     eprintln!(
         "serving ping, echo, add, context, sleep, fail on topic {} as {}",
         a.topic, a.server
@@ -138,7 +143,10 @@ pub(crate) async fn serve(a: ServerArgs) -> Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
-    finish(transport, Some(server)).await
+    obs.not_ready("stopping");
+    finish(transport, Some(server)).await?;
+    obs.finish().await;
+    Ok(())
 }
 
 /// Figures of an RPC benchmark run.
@@ -154,7 +162,12 @@ pub(crate) struct RpcBenchReport {
 }
 
 /// Call round trips per second against an in-process demo server.
-pub(crate) async fn bench(url: &str, calls: u64, in_flight: usize) -> Result<RpcBenchReport> {
+pub(crate) async fn bench(
+    url: &str,
+    calls: u64,
+    in_flight: usize,
+    obs: &MetricsEndpoint,
+) -> Result<RpcBenchReport> {
     let transport = Transport::open(url)?;
     let topic = format!(
         "rpc-bench-{}",
@@ -165,6 +178,7 @@ pub(crate) async fn bench(url: &str, calls: u64, in_flight: usize) -> Result<Rpc
         .max_concurrency(in_flight.max(1))
         .build()?;
     server.start().await?;
+    obs.ready_when(observe::server_ready(&transport, &server));
     let client =
         RpcClient::new(&transport, Target::new(&topic)).with_timeout(Duration::from_secs(30));
     let histogram = Arc::new(Mutex::new(
@@ -203,6 +217,7 @@ pub(crate) async fn bench(url: &str, calls: u64, in_flight: usize) -> Result<Rpc
             .map_err(|e| Error::new(ErrorKind::Internal, "bench worker failed").with_source(e))??;
     }
     let secs = started.elapsed().as_secs_f64();
+    obs.not_ready("finished");
     finish(transport.clone(), Some(server)).await?;
     let h = histogram
         .lock()

@@ -8,6 +8,8 @@ use messaging_core::{Error, ErrorKind, Result, TransportUrl};
 use serde::Serialize;
 
 use super::framework::{self, BenchReport};
+use super::{median, BenchArgs};
+use crate::observe::MetricsEndpoint;
 
 /// Which raw client a URL is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,30 +165,16 @@ pub(crate) struct Comparison {
     describe: &'static str,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 /// Measure `baseline` against the framework run `first` (which ran first), then
-/// `rounds - 1` more pairs, alternating which side runs first.
+/// `--rounds` - 1 more pairs, alternating which side runs first.
 pub(crate) async fn compare(
     baseline: Baseline,
-    url: &str,
-    count: u64,
-    payload_size: usize,
-    rounds: u32,
+    a: &BenchArgs,
     timeout: Duration,
     first: BenchReport,
+    obs: &MetricsEndpoint,
 ) -> Result<Comparison> {
+    let (url, count, payload_size, rounds) = (a.url.as_str(), a.count, a.payload_size, a.rounds);
     let bytes = first.record_bytes;
     let raw = baseline.measure(url, count, bytes, timeout).await?;
     let mut ratios = vec![Ratios::of(&first, &raw, false)];
@@ -195,11 +183,11 @@ pub(crate) async fn compare(
         let (framework, raw) = if raw_first {
             let raw = baseline.measure(url, count, bytes, timeout).await?;
             (
-                framework::measure(url, count, payload_size, timeout).await?,
+                framework::measure(url, count, payload_size, timeout, obs).await?,
                 raw,
             )
         } else {
-            let framework = framework::measure(url, count, payload_size, timeout).await?;
+            let framework = framework::measure(url, count, payload_size, timeout, obs).await?;
             (
                 framework,
                 baseline.measure(url, count, bytes, timeout).await?,
@@ -211,9 +199,9 @@ pub(crate) async fn compare(
         baseline: baseline.name(),
         framework: first,
         raw,
-        notify_vs_raw: median(ratios.iter().map(|r| r.notify).collect()),
-        delivered_vs_raw: median(ratios.iter().map(|r| r.delivered).collect()),
-        end_to_end_vs_raw: median(ratios.iter().map(|r| r.end_to_end).collect()),
+        notify_vs_raw: median(ratios.iter().map(|r| r.notify)),
+        delivered_vs_raw: median(ratios.iter().map(|r| r.delivered)),
+        end_to_end_vs_raw: median(ratios.iter().map(|r| r.end_to_end)),
         rounds: ratios,
         describe: baseline.describe(),
     })

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::latency::LatencyCounts;
+use crate::observe::{self, MetricsEndpoint};
 
 #[derive(Serialize)]
 struct BenchPayload<'a> {
@@ -86,6 +87,7 @@ pub(crate) async fn measure(
     count: u64,
     payload_size: usize,
     timeout: Duration,
+    obs: &MetricsEndpoint,
 ) -> Result<BenchReport> {
     let transport = Transport::open(url)?;
     let topic = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
@@ -121,6 +123,7 @@ pub(crate) async fn measure(
         .max_concurrency(256)
         .build()?;
     listener.start().await?;
+    obs.ready_when(observe::listener_ready(&transport, &listener));
     let notifier = Notifier::builder()
         .publisher_id("bench.publisher")
         .topic(&topic)
@@ -162,6 +165,7 @@ pub(crate) async fn measure(
     .await;
     let e2e_secs = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
+    obs.not_ready("between measurements");
     listener.stop_and_wait().await?;
     transport.close(Duration::from_secs(30)).await?;
     if waited.is_err() {

@@ -1,15 +1,19 @@
 //! `messaging bench`: notify throughput, notify-to-handler throughput and latency
 //! ([`framework`]), optionally against a raw client ([`compare`]: rdkafka, [`raw`],
-//! for Kafka; lapin, [`raw_amqp`], for RabbitMQ), or RPC round trips.
+//! for Kafka; lapin, [`raw_amqp`], for RabbitMQ), the cost of metrics and tracing
+//! ([`overhead`]), or RPC round trips.
 
 use std::time::Duration;
 
 use clap::Args;
 use messaging_core::Result;
 
+use crate::observe::{MetricsArgs, MetricsEndpoint};
+
 mod compare;
 mod framework;
 mod latency;
+mod overhead;
 mod raw;
 mod raw_amqp;
 
@@ -41,7 +45,22 @@ pub(crate) struct BenchArgs {
     /// prefetch), and print the framework/raw ratios.
     #[arg(long)]
     raw: bool,
-    /// With --raw: measure this many framework/raw pairs, alternating which side runs
+    /// Measure what metrics and tracing cost instead: pairs of rounds, one with no
+    /// metrics recorder and no tracing subscriber, one with the Prometheus recorder
+    /// and a span-recording subscriber (`=metrics` or `=traces`: only that one),
+    /// alternating which runs first (see --rounds), and report both end-to-end rates
+    /// and their ratio.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "PARTS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "all",
+        conflicts_with_all = ["raw", "rpc"]
+    )]
+    observability: Option<overhead::Parts>,
+    /// With --raw or --observability: measure this many pairs, alternating which side runs
     /// first (the second of a pair finds memory and broker state the first warmed up),
     /// and report the median ratios.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
@@ -49,11 +68,55 @@ pub(crate) struct BenchArgs {
     /// Calls in flight at once (with --rpc).
     #[arg(long, default_value_t = 16)]
     in_flight: usize,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+/// The median of `values` (NaN for none).
+fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.into_iter().collect();
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// `bench --observability`: the "on" rounds' metrics are what --metrics-addr serves.
+async fn run_overhead(a: &BenchArgs, timeout: Duration, parts: overhead::Parts) -> Result<()> {
+    let obs = match &a.metrics.metrics_addr {
+        Some(addr) => MetricsEndpoint::serve(&a.metrics, addr, overhead::on_handle()).await?,
+        None => MetricsEndpoint::disabled(),
+    };
+    let r = overhead::measure(&a.url, a.count, a.payload_size, a.rounds, timeout, parts).await?;
+    r.print();
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    obs.finish().await;
+    Ok(())
 }
 
 pub(crate) async fn run(a: BenchArgs) -> Result<()> {
+    let timeout = Duration::from_secs_f64(a.timeout.max(1.0));
+    if let Some(parts) = a.observability {
+        return run_overhead(&a, timeout, parts).await;
+    }
+    let obs = MetricsEndpoint::start(&a.metrics).await?;
+    measure_and_print(&a, timeout, &obs).await?;
+    obs.finish().await;
+    Ok(())
+}
+
+/// The notify-to-handler or RPC benchmark, with the raw comparison if asked for.
+async fn measure_and_print(a: &BenchArgs, timeout: Duration, obs: &MetricsEndpoint) -> Result<()> {
     if a.rpc {
-        let r = crate::rpc::bench(&a.url, a.count, a.in_flight).await?;
+        let r = crate::rpc::bench(&a.url, a.count, a.in_flight, obs).await?;
         println!("RPC call benchmark on {}", r.url);
         println!("  calls              {:>12}", r.calls);
         println!("  in flight          {:>12}", r.in_flight);
@@ -66,13 +129,12 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let timeout = Duration::from_secs_f64(a.timeout.max(1.0));
     let baseline = if a.raw {
         Some(compare::Baseline::for_url(&a.url)?)
     } else {
         None
     };
-    let report = framework::measure(&a.url, a.count, a.payload_size, timeout).await?;
+    let report = framework::measure(&a.url, a.count, a.payload_size, timeout, obs).await?;
     println!("notify-to-handler benchmark on {}", report.url);
     println!("  notifications      {:>12}", report.count);
     println!("  payload size       {:>12} B", report.payload_size);
@@ -106,16 +168,7 @@ pub(crate) async fn run(a: BenchArgs) -> Result<()> {
         }
         return Ok(());
     };
-    let comparison = compare::compare(
-        baseline,
-        &a.url,
-        a.count,
-        a.payload_size,
-        a.rounds,
-        timeout,
-        report,
-    )
-    .await?;
+    let comparison = compare::compare(baseline, a, timeout, report, obs).await?;
     comparison.print();
     if a.json {
         println!("{}", serde_json::to_string(&comparison)?);

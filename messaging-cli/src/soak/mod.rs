@@ -28,6 +28,8 @@ use cluster::{MemberPlan, Members, OwnBroker};
 use ledger::{FaultEvent, Ledger, Receipt, Window};
 use member::now_us;
 
+use crate::observe::{self, MetricsArgs, MetricsEndpoint};
+
 /// Arguments of `messaging soak`.
 #[derive(Debug, Args)]
 pub(crate) struct SoakArgs {
@@ -97,6 +99,8 @@ pub(crate) struct SoakArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 /// One kind of fault.
@@ -173,6 +177,7 @@ fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
 /// Run the soak.
 pub(crate) async fn run(a: SoakArgs) -> Result<()> {
     let soak_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let obs = MetricsEndpoint::start(&a.metrics).await?;
     let own = match &a.url {
         Some(_) => None,
         None => Some(OwnBroker::start(&a.tansu_script, &format!("soak-{soak_id}")).await?),
@@ -182,7 +187,7 @@ pub(crate) async fn run(a: SoakArgs) -> Result<()> {
         (None, Some(b)) => format!("kafka://{}?{OWN_BROKER_QUERY}", b.servers),
         (None, None) => unreachable!("a soak without --url has its own broker"),
     };
-    let result = soak(&a, &url, own.as_ref(), &soak_id).await;
+    let result = soak(&a, &url, own.as_ref(), &soak_id, &obs).await;
     if let Some(b) = &own {
         if let Err(e) = b.stop().await {
             tracing::warn!(error = %e, "could not stop the soak's broker");
@@ -193,6 +198,7 @@ pub(crate) async fn run(a: SoakArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     }
+    obs.finish().await;
     if !report.ok {
         return Err(Error::new(
             ErrorKind::Internal,
@@ -218,6 +224,7 @@ async fn soak(
     url: &str,
     own: Option<&OwnBroker>,
     soak_id: &str,
+    obs: &MetricsEndpoint,
 ) -> Result<SoakReport> {
     let log_dir = match &a.log_dir {
         Some(d) => d.clone(),
@@ -265,6 +272,13 @@ async fn soak(
     }
     let sending = Arc::new(AtomicBool::new(true));
     let senders = start_notifiers(a, &transport, &topic, &ledger, &sending)?;
+    obs.ready_when({
+        let (transport, sending) = (transport.clone(), sending.clone());
+        move || match sending.load(Ordering::Relaxed) {
+            true => observe::transport_ready(&transport),
+            false => Err("draining".to_owned()),
+        }
+    });
     let sampler = tokio::spawn(sample(
         ledger.clone(),
         members.clone(),

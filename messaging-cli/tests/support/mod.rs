@@ -1,5 +1,7 @@
 //! What the CLI tests share: running the `messaging` binary and reading its output.
 
+pub(crate) mod served;
+
 use std::process::{Command, Output};
 
 /// Run the `messaging` binary with `args`, to completion.

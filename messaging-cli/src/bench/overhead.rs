@@ -1,0 +1,287 @@
+//! `messaging bench --observability`: what metrics and tracing cost, measured in one
+//! process as interleaved pairs of rounds, one uninstrumented ("off") and one with
+//! a Prometheus recorder and a span-recording `tracing` subscriber ("on").
+//!
+//! The `metrics` global recorder cannot be uninstalled and `tracing`'s global
+//! subscriber cannot be replaced, so neither is used here. Each round runs on a
+//! tokio runtime of its own, on a thread of its own; every thread of that runtime
+//! (its workers, its blocking threads, and the thread that drives it) sets the
+//! round's recorder and dispatcher as its thread-local default when it starts
+//! (`metrics::set_default_local_recorder`, `tracing::dispatcher::set_default`). The
+//! transport, listener and notifier are built inside the round, so the metric
+//! handles they fetch at construction come from the round's recorder. "Off" sets
+//! `metrics`' no-op recorder and `Dispatch::none()`, so a global recorder (e.g.
+//! from `--metrics-addr`) does not count the off rounds either.
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use messaging_core::{Error, ErrorKind, Result};
+use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
+use serde::Serialize;
+use tracing::Dispatch;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+
+use super::framework::{self, BenchReport};
+use super::median;
+use crate::observe::{self, MetricsEndpoint};
+
+/// What the "on" rounds turn on (`--observability[=PARTS]`), to tell the cost of
+/// each apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Parts {
+    /// The metrics recorder and the span-recording subscriber.
+    All,
+    /// The metrics recorder only.
+    Metrics,
+    /// The span-recording subscriber only.
+    Traces,
+    /// Both, and a fmt layer on the subscriber (logs at INFO, written to a sink).
+    AllWithLogs,
+}
+
+impl Parts {
+    fn metrics(self) -> bool {
+        self != Parts::Traces
+    }
+
+    fn traces(self) -> bool {
+        self != Parts::Metrics
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Parts::All => "metrics-exporter-prometheus recorder, tracing registry at INFO",
+            Parts::Metrics => "metrics-exporter-prometheus recorder",
+            Parts::Traces => "tracing registry at INFO",
+            Parts::AllWithLogs => {
+                "metrics-exporter-prometheus recorder, tracing registry at INFO with a fmt \
+                 layer writing to a sink"
+            }
+        }
+    }
+}
+
+/// One round's instrumentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Off,
+    On(Parts),
+}
+
+/// The "on" rounds' recorder and subscribers, shared by every "on" round (as one
+/// process keeps one of each), made before the first round so that `tracing`'s
+/// callsite cache is in the same state for every round.
+struct Instruments {
+    recorder: PrometheusRecorder,
+    spans: Dispatch,
+    spans_and_logs: Dispatch,
+}
+
+fn instruments() -> &'static Instruments {
+    static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+    INSTRUMENTS.get_or_init(|| {
+        let recorder = observe::prometheus_builder().build_recorder();
+        metrics::with_local_recorder(&recorder, messaging_core::observability::metrics::describe);
+        let spans = tracing_subscriber::registry().with(LevelFilter::INFO);
+        // Logs as an operator's would be formatted (span fields included), written
+        // to nowhere so that the terminal's speed is not measured.
+        let logs = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
+        Instruments {
+            recorder,
+            spans: Dispatch::new(spans),
+            spans_and_logs: Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(LevelFilter::INFO)
+                    .with(logs),
+            ),
+        }
+    })
+}
+
+thread_local! {
+    static SCOPE: RefCell<Option<(metrics::LocalRecorderGuard<'static>, tracing::dispatcher::DefaultGuard)>> =
+        const { RefCell::new(None) };
+}
+
+/// Make `mode`'s recorder and dispatcher this thread's defaults.
+fn enter(mode: Mode) {
+    static NOOP: metrics::NoopRecorder = metrics::NoopRecorder;
+    let parts = match mode {
+        Mode::Off => None,
+        Mode::On(parts) => Some(parts),
+    };
+    let recorder: &'static dyn metrics::Recorder = match parts {
+        Some(p) if p.metrics() => &instruments().recorder,
+        _ => &NOOP,
+    };
+    let dispatch = match parts {
+        Some(Parts::AllWithLogs) => instruments().spans_and_logs.clone(),
+        Some(p) if p.traces() => instruments().spans.clone(),
+        _ => Dispatch::none(),
+    };
+    let guards = (
+        metrics::set_default_local_recorder(recorder),
+        tracing::dispatcher::set_default(&dispatch),
+    );
+    SCOPE.with(|s| *s.borrow_mut() = Some(guards));
+}
+
+fn leave() {
+    SCOPE.with(|s| drop(s.borrow_mut().take()));
+}
+
+/// One round: `framework::measure` on a runtime of its own in `mode`.
+async fn round(
+    mode: Mode,
+    url: &str,
+    count: u64,
+    payload_size: usize,
+    timeout: Duration,
+) -> Result<BenchReport> {
+    let url = url.to_owned();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        enter(mode);
+        let result = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .on_thread_start(move || enter(mode))
+            .on_thread_stop(leave)
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Internal, "bench runtime").with_source(e))
+            .and_then(|rt| {
+                let disabled = MetricsEndpoint::disabled();
+                rt.block_on(framework::measure(
+                    &url,
+                    count,
+                    payload_size,
+                    timeout,
+                    &disabled,
+                ))
+            });
+        leave();
+        let _ = tx.send(result);
+    });
+    rx.await
+        .map_err(|_| Error::new(ErrorKind::Internal, "a bench round panicked"))?
+}
+
+/// One pair of rounds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Pair {
+    /// Whether the instrumented round ran first.
+    pub(crate) on_first: bool,
+    pub(crate) off_end_to_end_per_sec: f64,
+    pub(crate) on_end_to_end_per_sec: f64,
+    /// `on_end_to_end_per_sec / off_end_to_end_per_sec`.
+    pub(crate) on_vs_off: f64,
+}
+
+/// The figures of `bench --observability` (its `--json` line).
+#[derive(Debug, Serialize)]
+pub(crate) struct Overhead {
+    pub(crate) url: String,
+    pub(crate) count: u64,
+    pub(crate) payload_size: usize,
+    /// What "on" means.
+    pub(crate) instrumented_with: &'static str,
+    pub(crate) pairs: Vec<Pair>,
+    /// Medians over `pairs`.
+    pub(crate) off_end_to_end_per_sec: f64,
+    pub(crate) on_end_to_end_per_sec: f64,
+    pub(crate) on_vs_off: f64,
+    /// Series the "on" rounds' recorder holds (0 would mean nothing was recorded).
+    pub(crate) on_series: usize,
+}
+
+/// Measure `pairs` pairs, alternating which mode runs first.
+pub(crate) async fn measure(
+    url: &str,
+    count: u64,
+    payload_size: usize,
+    pairs: u32,
+    timeout: Duration,
+    parts: Parts,
+) -> Result<Overhead> {
+    instruments();
+    let mut measured = Vec::new();
+    for i in 0..pairs {
+        let on_first = i % 2 == 1;
+        let order = if on_first {
+            [Mode::On(parts), Mode::Off]
+        } else {
+            [Mode::Off, Mode::On(parts)]
+        };
+        let mut rates = [0.0; 2];
+        for mode in order {
+            let r = round(mode, url, count, payload_size, timeout).await?;
+            rates[usize::from(mode != Mode::Off)] = r.end_to_end_per_sec;
+            // Fold the histogram samples into buckets between rounds, as the
+            // endpoint's upkeep does every few seconds.
+            on_handle().run_upkeep();
+        }
+        measured.push(Pair {
+            on_first,
+            off_end_to_end_per_sec: rates[0],
+            on_end_to_end_per_sec: rates[1],
+            on_vs_off: rates[1] / rates[0],
+        });
+    }
+    Ok(Overhead {
+        url: url.to_owned(),
+        count,
+        payload_size,
+        instrumented_with: parts.describe(),
+        off_end_to_end_per_sec: median(measured.iter().map(|p| p.off_end_to_end_per_sec)),
+        on_end_to_end_per_sec: median(measured.iter().map(|p| p.on_end_to_end_per_sec)),
+        on_vs_off: median(measured.iter().map(|p| p.on_vs_off)),
+        on_series: series(&on_handle()),
+        pairs: measured,
+    })
+}
+
+/// The "on" rounds' recorder, for `--metrics-addr` to serve.
+pub(crate) fn on_handle() -> PrometheusHandle {
+    instruments().recorder.handle()
+}
+
+/// Sample lines in a Prometheus text rendering.
+fn series(handle: &PrometheusHandle) -> usize {
+    handle
+        .render()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
+}
+
+impl Overhead {
+    /// Print every pair, then the medians.
+    pub(crate) fn print(&self) {
+        println!("observability overhead on {}", self.url);
+        println!("  notifications      {:>12} per round", self.count);
+        println!("  on: {}", self.instrumented_with);
+        println!("  end-to-end rate per pair (off, on, on/off)");
+        for (i, p) in self.pairs.iter().enumerate() {
+            let order = if p.on_first { "on first" } else { "off first" };
+            println!(
+                "  pair {:>2} ({order:<9})  {:>10.0} /s  {:>10.0} /s  {:.3}",
+                i + 1,
+                p.off_end_to_end_per_sec,
+                p.on_end_to_end_per_sec,
+                p.on_vs_off
+            );
+        }
+        println!(
+            "  off (median)       {:>12.0} /s",
+            self.off_end_to_end_per_sec
+        );
+        println!(
+            "  on (median)        {:>12.0} /s",
+            self.on_end_to_end_per_sec
+        );
+        println!("  on / off (median)  {:>12.3}", self.on_vs_off);
+        println!("  series recorded    {:>12}", self.on_series);
+    }
+}
