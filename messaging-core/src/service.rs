@@ -118,6 +118,9 @@ pub(crate) trait Service: Send + Sync + 'static {
     /// Start the work for the items held back, if any.
     fn release(&mut self, _work: &mut InFlight<Self::Done>) {}
 
+    /// `count` items were just received; [`Service::dispatch`] gets each of them next.
+    fn received(&mut self, _count: usize) {}
+
     /// Decode one received item and dispatch it: start its work in `work`, or settle
     /// it at once (an item that cannot be decoded).
     fn dispatch(
@@ -177,6 +180,7 @@ pub(crate) async fn run<S: Service>(
                 Ok(items) => {
                     backoff.reset();
                     retry_at = None;
+                    service.received(items.len());
                     for item in items {
                         service.dispatch(item, &mut work).await;
                     }

@@ -145,7 +145,11 @@ async fn round(
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         enter(mode);
+        // The round's own thread sends (block_on) and one worker runs the listener:
+        // two busy threads on a 2-core machine, so the pairs are not measuring how
+        // the scheduler shares the cores among three.
         let result = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .on_thread_start(move || enter(mode))
             .on_thread_stop(leave)

@@ -116,6 +116,9 @@ pub(crate) struct ListenerService {
     requeues: Vec<DeliveryTag>,
     batch: Vec<(DeliveryTag, Arc<Notification>)>,
     batch_deadline: Option<Instant>,
+    /// When the records being dispatched were received (one clock reading per
+    /// receive, for the end-to-end latency).
+    received_at: chrono::DateTime<chrono::Utc>,
     /// The pool joined, for the spans (`messaging.consumer.group.name`).
     pool: Option<String>,
 }
@@ -262,6 +265,7 @@ impl ListenerService {
             requeues: Vec::new(),
             batch: Vec::new(),
             batch_deadline: None,
+            received_at: chrono::Utc::now(),
             pool,
         }
     }
@@ -365,15 +369,22 @@ impl Service for ListenerService {
         }
     }
 
+    fn received(&mut self, count: usize) {
+        self.stats
+            .received
+            .fetch_add(count as u64, Ordering::Relaxed);
+        self.received_at = chrono::Utc::now();
+    }
+
     async fn dispatch(&mut self, record: ReceivedRecord, work: &mut InFlight<Settled>) {
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
         let decoded = envelope::decode(&record.body).and_then(|n| {
             self.dispatch.check_payload(&n)?;
             Ok(n)
         });
         let notification = match decoded {
             Ok(n) => {
-                self.stats.histograms.observe_latency(&n.metadata.timestamp);
+                let histograms = &self.stats.histograms;
+                histograms.observe_latency(&n.metadata.timestamp, self.received_at);
                 Arc::new(n)
             }
             Err(e) => {
@@ -381,15 +392,14 @@ impl Service for ListenerService {
                 return;
             }
         };
-        let receive = trace::receive(
-            self.system(),
-            &record.topic,
-            self.pool.as_deref(),
-            &notification,
-        );
         match &self.dispatch {
             Dispatch::Single(endpoints) => {
-                let process = trace::process(&receive, &record.topic, &notification);
+                let process = trace::process(
+                    self.system(),
+                    &record.topic,
+                    self.pool.as_deref(),
+                    &notification,
+                );
                 let job = dispatch_one(
                     endpoints.clone(),
                     notification,

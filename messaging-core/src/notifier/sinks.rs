@@ -171,6 +171,9 @@ impl MessagingSink {
         n: &OutgoingNotification,
         batch: Option<usize>,
     ) -> tracing::Span {
+        if !tracing::enabled!(target: trace::TARGET, tracing::Level::INFO) {
+            return tracing::Span::none();
+        }
         let destination = topic.map(|t| self.topic_name(t, n.priority));
         let id = batch.is_none().then_some(n.message_id.as_str());
         trace::notification_send(

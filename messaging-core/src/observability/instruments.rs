@@ -147,16 +147,27 @@ impl SendMetrics {
         }
     }
 
-    /// The transport accepted the record: sent, and in flight until settled.
+    /// The transport accepted the record: sent.
     pub(crate) fn accepted(&self) {
         self.sent.increment(1);
+    }
+
+    /// An accepted record waits for the broker's acknowledgement: in flight until
+    /// [`SendMetrics::delivered`] or [`SendMetrics::gave_up`].
+    pub(crate) fn pending(&self) {
         self.in_flight.increment(1.0);
     }
 
-    /// The broker acknowledged a record accepted at `started`.
+    /// The broker acknowledged a pending record accepted at `started`.
     pub(crate) fn delivered(&self, started: Instant) {
-        self.delivered.increment(1);
         self.in_flight.decrement(1.0);
+        self.delivered_at_once(started);
+    }
+
+    /// The driver reported a record accepted at `started` delivered as it took it
+    /// (never in flight).
+    pub(crate) fn delivered_at_once(&self, started: Instant) {
+        self.delivered.increment(1);
         self.duration.record(seconds_since(started));
     }
 
@@ -238,12 +249,11 @@ impl ListenerHistograms {
         }
     }
 
-    /// Record the time since the notification's oslo `timestamp` (UTC). A
-    /// timestamp that does not parse is ignored; one in the future (clock skew)
-    /// counts as 0.
-    pub(crate) fn observe_latency(&self, timestamp: &str) {
+    /// Record the time from the notification's oslo `timestamp` (UTC) to `now`,
+    /// when it was received. A timestamp that does not parse is ignored; one in the
+    /// future (clock skew) counts as 0.
+    pub(crate) fn observe_latency(&self, timestamp: &str, now: chrono::DateTime<chrono::Utc>) {
         if let Some(sent) = crate::notification::parse_timestamp(timestamp) {
-            let now = chrono::Utc::now();
             let micros = (now - sent).num_microseconds().unwrap_or(0).max(0);
             self.end_to_end.record(micros as f64 / 1e6);
         }

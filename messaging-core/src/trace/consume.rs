@@ -5,17 +5,11 @@ use tracing::Span;
 use super::{continue_trace, link, spans};
 use crate::notification::{Context, Notification};
 
-/// The `receive` span of a notification a listener took from `topic`, in the
-/// sender's trace.
-pub(crate) fn receive(system: &str, topic: &str, pool: Option<&str>, n: &Notification) -> Span {
-    let span = spans::receive(system, topic, pool, &n.metadata.message_id);
+/// The `process` span a notification's handler runs in, in the sender's trace.
+pub(crate) fn process(system: &str, topic: &str, pool: Option<&str>, n: &Notification) -> Span {
+    let span = spans::process(system, topic, pool, &n.metadata.message_id, &n.event_type);
     continue_trace(&span, &n.context);
     span
-}
-
-/// The `process` span a notification's handler runs in, a child of its `receive`.
-pub(crate) fn process(receive: &Span, topic: &str, n: &Notification) -> Span {
-    spans::process(receive, topic, &n.event_type)
 }
 
 /// The `process` span of a batch handler, linked to each notification's trace.

@@ -5,8 +5,7 @@
 //! | span | `otel.kind` | `messaging.operation.type` | where |
 //! |---|---|---|---|
 //! | `send` | producer | `send` | a notification handed to a transport |
-//! | `receive` | consumer | `receive` | a notification a listener took |
-//! | `process` | consumer | `process` | the handler of a notification (or batch) |
+//! | `process` | consumer | `process` | the handler of a notification (or batch), in the sender's trace |
 //! | `rpc.client` | client | `send` | an RPC call, cast or fanout |
 //! | `rpc.server` | server | `process` | an RPC request a server runs |
 //!
@@ -28,7 +27,7 @@ mod consume;
 mod propagation;
 mod spans;
 
-pub(crate) use consume::{process, process_batch, receive, rpc_server};
+pub(crate) use consume::{process, process_batch, rpc_server};
 use propagation::{continue_trace, link};
 pub(crate) use propagation::{inject, traced, traced_all};
 pub use propagation::{TRACEPARENT, TRACESTATE};

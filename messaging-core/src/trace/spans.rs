@@ -30,42 +30,31 @@ pub(crate) fn notification_send(
     )
 }
 
-/// The consumer span of a notification a listener took from `destination`; the
-/// root of a new trace until [`super::continue_trace`] gives it the sender's.
-pub(crate) fn receive(
+/// The consumer span the handler of one notification runs in; the root of a new
+/// trace until [`super::continue_trace`] gives it the sender's. One span per
+/// notification (no separate `receive` span: the listener pushes each record to its
+/// handler, so OpenTelemetry's push-based consumer model applies).
+pub(crate) fn process(
     system: &str,
     destination: &str,
     group: Option<&str>,
     message_id: &str,
+    event_type: &str,
 ) -> Span {
     tracing::info_span!(
         target: TARGET,
         parent: None,
-        "receive",
-        "otel.name" = %format_args!("{destination} receive"),
+        "process",
+        "otel.name" = %format_args!("{destination} process"),
         "otel.kind" = "consumer",
         "messaging.system" = system,
         "messaging.destination.name" = destination,
         "messaging.consumer.group.name" = group,
-        "messaging.operation.name" = "receive",
-        "messaging.operation.type" = "receive",
-        "messaging.message.id" = message_id,
-        traceparent = Empty,
-    )
-}
-
-/// The span the handler of one notification runs in: a child of its `receive`.
-pub(crate) fn process(receive: &Span, destination: &str, event_type: &str) -> Span {
-    tracing::info_span!(
-        target: TARGET,
-        parent: receive,
-        "process",
-        "otel.name" = %format_args!("{destination} process"),
-        "otel.kind" = "consumer",
-        "messaging.destination.name" = destination,
         "messaging.operation.name" = "process",
         "messaging.operation.type" = "process",
+        "messaging.message.id" = message_id,
         "event_type" = event_type,
+        traceparent = Empty,
     )
 }
 

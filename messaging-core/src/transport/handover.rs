@@ -38,12 +38,16 @@ pub(super) struct Attempt {
 
 impl Attempt {
     /// A record that was never sent.
-    pub(super) fn first(record: OutgoingRecord, metrics: &TransportMetrics) -> Self {
+    pub(super) fn first(
+        record: OutgoingRecord,
+        metrics: &TransportMetrics,
+        started: std::time::Instant,
+    ) -> Self {
         Attempt {
             metrics: metrics.destination(&record.topic),
             record,
             retries: 0,
-            started: std::time::Instant::now(),
+            started,
         }
     }
 
@@ -100,8 +104,13 @@ pub(crate) struct Backpressure {
 impl Backpressure {
     /// Wait for room until `deadline`.
     pub(crate) fn until(deadline: Instant) -> Self {
+        Self::from(Instant::now(), deadline)
+    }
+
+    /// Wait for room from `started` (a clock reading the caller has) until `deadline`.
+    fn from(started: Instant, deadline: Instant) -> Self {
         Backpressure {
-            started: Instant::now(),
+            started,
             deadline,
             backoff: Backoff::backpressure(),
         }
@@ -148,8 +157,14 @@ fn check_size(caps: &Capabilities, record: &OutgoingRecord) -> Result<()> {
 
 impl Transport {
     /// Hand `attempts` to the driver under the contract's rules (see the module
-    /// docs): one outcome per attempt, in the same order.
-    pub(super) async fn hand_to_driver(&self, attempts: Vec<Attempt>, retry: Retry) -> Vec<Handed> {
+    /// docs): one outcome per attempt, in the same order. `now` starts the wait
+    /// for room (the caller's clock reading, so a send reads the clock once).
+    pub(super) async fn hand_to_driver(
+        &self,
+        attempts: Vec<Attempt>,
+        retry: Retry,
+        now: Instant,
+    ) -> Vec<Handed> {
         let caps = self.inner.driver.capabilities();
         let mut out: Vec<Option<Handed>> = Vec::with_capacity(attempts.len());
         let mut records = Vec::with_capacity(attempts.len());
@@ -165,7 +180,7 @@ impl Transport {
                 Err(error) => out.push(Some(Handed::Refused(Refused { attempt, error }))),
             }
         }
-        let mut backpressure = Backpressure::until(Instant::now() + self.send_timeout);
+        let mut backpressure = Backpressure::from(now, now + self.send_timeout);
         while !records.is_empty() {
             if self.is_closed() {
                 for (record, (slot, carried)) in records.into_iter().zip(meta) {

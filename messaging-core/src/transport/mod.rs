@@ -206,11 +206,12 @@ impl Transport {
         retry: Retry,
     ) -> Vec<Result<DeliveryReceipt>> {
         let metrics = &self.inner.metrics;
+        let now = tokio::time::Instant::now();
         let attempts = records
             .into_iter()
-            .map(|r| Attempt::first(r, metrics))
+            .map(|r| Attempt::first(r, metrics, now.into_std()))
             .collect();
-        let handed = self.hand_to_driver(attempts, retry).await;
+        let handed = self.hand_to_driver(attempts, retry, now).await;
         let stats = &self.inner.stats;
         handed
             .into_iter()
@@ -234,10 +235,11 @@ impl Transport {
         match pending {
             PendingDelivery::Delivered => {
                 self.inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                attempt.metrics.delivered(attempt.started);
+                attempt.metrics.delivered_at_once(attempt.started);
                 DeliveryReceipt::already_delivered()
             }
             PendingDelivery::Pending(future) => {
+                attempt.metrics.pending();
                 let (reply, rx) = oneshot::channel();
                 self.inner.tracker.push(
                     &self.inner,

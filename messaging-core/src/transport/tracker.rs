@@ -240,7 +240,8 @@ impl Transport {
         let topic = &attempt.record.topic;
         tracing::warn!(topic = %topic, error = %error, retries = attempt.retries, "delivery failed, sending again");
         tokio::time::sleep(delivery_backoff(attempt.retries)).await;
-        let outcome = self.hand_to_driver(vec![attempt], retry).await.pop();
+        let now = tokio::time::Instant::now();
+        let outcome = self.hand_to_driver(vec![attempt], retry, now).await.pop();
         match outcome {
             Some(Handed::Accepted(Accepted {
                 pending: PendingDelivery::Delivered,
