@@ -37,6 +37,11 @@ pub mod rpc_guide {}
 #[doc = include_str!("../../docs/openstack.md")]
 pub mod openstack_guide {}
 
+/// The observability page's examples (the metrics recorder, the health API),
+/// compiled and run as doc tests.
+#[doc = include_str!("../../docs/observability.md")]
+pub mod observability_guide {}
+
 /// The RabbitMQ page's examples, compiled and run as doc tests.
 #[doc = include_str!("../../docs/rabbit.md")]
 pub mod rabbit_guide {}
