@@ -1,8 +1,8 @@
 //! [`Transport`]: an open driver plus the core's send path, the one place that
 //! applies the driver contract's rules: closed, the record size limit,
-//! backpressure and one retry budget per record ([`handover`]), then delivery
+//! backpressure and one retry budget per record (`handover`), then delivery
 //! tracking and counters. Pending deliveries are awaited by one task per transport
-//! ([`tracker`]).
+//! (`tracker`).
 
 mod handover;
 mod tracker;
