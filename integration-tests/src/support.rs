@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use messaging_core::{
-    HandlerOutcome, Notification, NotificationEndpoint, ReceivedRecord, Subscription,
+    HandlerOutcome, Notification, NotificationEndpoint, NotificationListener, ReceivedRecord,
+    Subscription, Target, Transport,
 };
 use tokio::sync::Notify;
 
@@ -260,4 +261,20 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
+}
+
+/// A member of `pool` on `topic` whose one handler never finishes: what reaches the
+/// pool after it took its first notification stays a backlog (lag, queue depth).
+pub fn stuck_member(t: &Transport, topic: &str, pool: &str) -> NotificationListener {
+    NotificationListener::builder(t)
+        .target(Target::new(topic))
+        .pool(pool)
+        .max_concurrency(1)
+        .stop_timeout(Duration::from_millis(200))
+        .endpoint(NotificationEndpoint::from_fn(|_| async {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            Ok(HandlerOutcome::Handled)
+        }))
+        .build()
+        .unwrap()
 }

@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use integration_tests::support::{unique, Collector};
-use interop_support::{json_lines, python, python_command, wait_for_file, Scratch};
+use interop_support::{
+    json_lines, python, python_command, python_rpc_server, stop_python_server, wait_for_file,
+    Scratch,
+};
 use messaging_core::rpc::demo::demo_endpoint;
 use messaging_core::rpc::{RemoteError, RpcClient, RpcEndpoint, RpcServer};
 use messaging_core::{
@@ -175,34 +178,6 @@ async fn python_client_calls_rust_servers() {
     transport.close(Duration::from_secs(10)).await.unwrap();
 }
 
-/// `tests/interop/oslo_rpc_server.py` as server `p1` on `topic`, once it is serving.
-async fn python_rpc_server(
-    python: &std::path::Path,
-    url: &str,
-    topic: &str,
-    scratch: &Scratch,
-) -> tokio::process::Child {
-    let ready = scratch.path("ready");
-    let server = python_command(python, "oslo_rpc_server.py")
-        .args([
-            "--url",
-            url,
-            "--topic",
-            topic,
-            "--server",
-            "p1",
-            "--ready-file",
-        ])
-        .arg(&ready)
-        .spawn()
-        .expect("the Python server starts");
-    assert!(
-        wait_for_file(&ready, Duration::from_secs(60)).await,
-        "the Python server did not get ready"
-    );
-    server
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_client_calls_a_python_server() {
     let Some((python, url)) = python_and_broker() else {
@@ -210,7 +185,7 @@ async fn rust_client_calls_a_python_server() {
     };
     let scratch = Scratch::new();
     let topic = unique("rpc-rust-to-py");
-    let server = python_rpc_server(&python, &url, &topic, &scratch).await;
+    let server = python_rpc_server(&python, &url, &topic, &scratch, &[]).await;
     let transport = rabbit_support::transport(&url, "");
     let client =
         RpcClient::new(&transport, Target::new(&topic)).with_timeout(Duration::from_secs(20));
@@ -534,7 +509,7 @@ async fn python_and_rust_servers_share_one_clients_calls() {
     };
     let scratch = Scratch::new();
     let topic = unique("rpc-shared-topic");
-    let py = python_rpc_server(&python, &url, &topic, &scratch).await;
+    let py = python_rpc_server(&python, &url, &topic, &scratch, &[]).await;
     let transport = rabbit_support::transport(&url, "");
     // The Rust server's echo answers like the Python one: the arguments and its name.
     let served_by_rust: Arc<Mutex<Vec<i64>>> = Arc::default();
@@ -572,17 +547,7 @@ async fn python_and_rust_servers_share_one_clients_calls() {
     rust.stop_and_wait().await.unwrap();
     transport.close(Duration::from_secs(10)).await.unwrap();
     // A clean stop (SIGTERM), then its output.
-    let pid = py.id().expect("the Python server runs").to_string();
-    let killed = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-    let out = tokio::time::timeout(Duration::from_secs(30), py.wait_with_output())
-        .await
-        .expect("the Python server stops on SIGTERM")
-        .unwrap();
+    let out = stop_python_server(py).await;
     assert!(
         out.status.success(),
         "oslo_rpc_server.py failed: {}",

@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use integration_tests::support::unique;
-use interop_support::{json_lines, python, python_command, wait_for_file, Scratch};
+use interop_support::{
+    json_lines, python, python_command, python_rpc_server, stop_python_server, Scratch,
+};
 use messaging_core::rpc::demo::demo_endpoint;
 use messaging_core::rpc::{RpcClient, RpcServer};
 use messaging_core::{Context, Target};
@@ -96,19 +98,7 @@ async fn a_rust_client_trace_continues_on_a_python_server() {
     };
     let scratch = Scratch::new();
     let topic = unique("trace-rust-to-py");
-    let ready = scratch.path("ready");
-    let server = python_command(&python, "oslo_rpc_server.py")
-        .args([
-            "--url", &url, "--topic", &topic, "--server", "p1", "--trace",
-        ])
-        .arg("--ready-file")
-        .arg(&ready)
-        .spawn()
-        .expect("the Python server starts");
-    assert!(
-        wait_for_file(&ready, Duration::from_secs(60)).await,
-        "the Python server did not get ready"
-    );
+    let server = python_rpc_server(&python, &url, &topic, &scratch, &["--trace"]).await;
     let transport = rabbit_support::transport(&url, "");
     let client =
         RpcClient::new(&transport, Target::new(&topic)).with_timeout(Duration::from_secs(20));
@@ -125,15 +115,7 @@ async fn a_rust_client_trace_continues_on_a_python_server() {
     transport.close(Duration::from_secs(10)).await.unwrap();
 
     // The server writes a line per request; stop it to read them all.
-    let pid = server.id().expect("the server runs").to_string();
-    let _ = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await;
-    let out = tokio::time::timeout(Duration::from_secs(30), server.wait_with_output())
-        .await
-        .expect("the Python server stops on SIGTERM")
-        .unwrap();
+    let out = stop_python_server(server).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines = json_lines(&out.stdout, "oslo_rpc_server.py");
     let served = lines

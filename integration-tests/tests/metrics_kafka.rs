@@ -10,14 +10,13 @@ mod kafka_support;
 use std::time::Duration;
 
 use integration_tests::metrics::{self as seen, gauges};
-use integration_tests::support::{runtime, Collector};
+use integration_tests::support::{runtime, stuck_member, Collector};
 use integration_tests::tansu::OwnTansu;
 use kafka_support::{broker_required, eventually, unique};
 use messaging_core::observability::metrics as m;
 use messaging_core::observability::ConnectionState;
 use messaging_core::{
-    Context, HandlerOutcome, NotificationEndpoint, NotificationListener, Notifier, Priority, Retry,
-    StartPosition, Target,
+    Context, NotificationListener, Notifier, Priority, Retry, StartPosition, Target,
 };
 use serde_json::json;
 
@@ -72,17 +71,7 @@ fn a_backlog_shows_as_lag_and_health_follows_the_broker_down_and_up() {
         first.stop_and_wait().await.unwrap();
         send(&notifier, 1..=BACKLOG).await;
         // A member that never finishes a handler: the whole backlog stays its lag.
-        let listener = NotificationListener::builder(&t)
-            .target(Target::new(&topic))
-            .pool(&pool)
-            .max_concurrency(1)
-            .stop_timeout(Duration::from_millis(200))
-            .endpoint(NotificationEndpoint::from_fn(|_| async {
-                tokio::time::sleep(Duration::from_secs(600)).await;
-                Ok(HandlerOutcome::Handled)
-            }))
-            .build()
-            .unwrap();
+        let listener = stuck_member(&t, &topic, &pool);
         listener.start().await.unwrap();
         let full = t.notification_topic(&topic, Priority::Info);
         let labels = [

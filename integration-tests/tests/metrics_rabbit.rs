@@ -12,13 +12,10 @@ mod rabbit_support;
 use std::time::Duration;
 
 use integration_tests::metrics::{self as seen, gauges};
-use integration_tests::support::{eventually, unique, Collector};
+use integration_tests::support::{eventually, stuck_member, unique, Collector};
 use messaging_core::observability::metrics as m;
 use messaging_core::observability::ConnectionState;
-use messaging_core::{
-    Context, HandlerOutcome, NotificationEndpoint, NotificationListener, Notifier, Retry, Target,
-    Transport,
-};
+use messaging_core::{Context, NotificationListener, Notifier, Retry, Target, Transport};
 use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -42,21 +39,6 @@ fn notifier(t: &Transport, topic: &str) -> Notifier {
         .topic(topic)
         .retry(Retry::Limited(3))
         .transport(t)
-        .build()
-        .unwrap()
-}
-
-/// A member of `pool` that never finishes a handler (one at a time).
-fn stuck(t: &Transport, topic: &str, pool: &str) -> NotificationListener {
-    NotificationListener::builder(t)
-        .target(Target::new(topic))
-        .pool(pool)
-        .max_concurrency(1)
-        .stop_timeout(Duration::from_millis(200))
-        .endpoint(NotificationEndpoint::from_fn(|_| async {
-            tokio::time::sleep(Duration::from_secs(600)).await;
-            Ok(HandlerOutcome::Handled)
-        }))
         .build()
         .unwrap()
 }
@@ -86,7 +68,7 @@ async fn a_backlog_in_a_pool_queue_shows_as_its_depth() {
             .await;
         receipt.unwrap().delivered().await.unwrap();
     }
-    let listener = stuck(&t, &topic, &pool);
+    let listener = stuck_member(&t, &topic, &pool);
     listener.start().await.unwrap();
     // Prefetch 1: one message is delivered (and held), the others stay ready.
     let depth = || {
@@ -145,7 +127,7 @@ async fn health_goes_disconnected_when_the_broker_stops_and_connected_when_it_is
     let _turn = TURN.lock().await;
     let t = transport(&base);
     let topic = unique("health");
-    let listener = stuck(&t, &topic, &unique("health-pool"));
+    let listener = stuck_member(&t, &topic, &unique("health-pool"));
     listener.start().await.unwrap();
     assert_eq!(t.health().state, ConnectionState::Connected);
     ctl(&script, &name, "stop_app").await;

@@ -91,3 +91,46 @@ pub async fn wait_for_file(path: &Path, timeout: std::time::Duration) -> bool {
     }
     path.exists()
 }
+
+/// Start `oslo_rpc_server.py` as server `p1` on `topic` (with `extra` arguments, e.g.
+/// `--trace`) and wait until it is consuming.
+pub async fn python_rpc_server(
+    python: &Path,
+    url: &str,
+    topic: &str,
+    scratch: &Scratch,
+    extra: &[&str],
+) -> tokio::process::Child {
+    let ready = scratch.path("ready");
+    let server = python_command(python, "oslo_rpc_server.py")
+        .args(["--url", url, "--topic", topic, "--server", "p1"])
+        .args(extra)
+        .arg("--ready-file")
+        .arg(&ready)
+        .spawn()
+        .expect("the Python server starts");
+    assert!(
+        wait_for_file(&ready, std::time::Duration::from_secs(60)).await,
+        "the Python server did not get ready"
+    );
+    server
+}
+
+/// Stop a Python server cleanly (SIGTERM) and take its output (a JSON line per
+/// request served on stdout).
+pub async fn stop_python_server(server: tokio::process::Child) -> std::process::Output {
+    let pid = server.id().expect("the Python server runs").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        server.wait_with_output(),
+    )
+    .await
+    .expect("the Python server stops on SIGTERM")
+    .unwrap()
+}
