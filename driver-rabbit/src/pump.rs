@@ -108,13 +108,13 @@ impl Inbox {
         })
     }
 
-    /// Up to `max` deliveries, waiting up to `wait` for the first. Cancel-safe: the
-    /// only wait is the channel's `recv`.
     /// The messages ready in its queues, as last looked up.
     pub(crate) fn depth(&self) -> Option<u64> {
         self.depth.total()
     }
 
+    /// Up to `max` deliveries, waiting up to `wait` for the first. Cancel-safe: the
+    /// only wait is the channel's `recv`.
     pub(crate) async fn take(&self, max: usize, wait: Duration) -> Result<Vec<Delivered>> {
         let mut rx = self.deliveries.lock().await;
         let first = match tokio::time::timeout(wait, rx.recv()).await {

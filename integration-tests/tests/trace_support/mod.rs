@@ -163,7 +163,8 @@ pub async fn a_notify_trace_continues_in_the_handler(t: &Transport) {
         Some(trace_id),
         "the handler ran in the trace"
     );
-    let system = t.driver().name();
+    // The semantic conventions' name, as on the metrics (`rabbit` is `rabbitmq`).
+    let system = messaging_core::observability::metrics::system_name(t.driver().name());
     for s in [&send, &process] {
         assert_eq!(attribute(s, "messaging.system").as_deref(), Some(system));
     }

@@ -415,11 +415,11 @@ pub fn error_type(kind: &ErrorKind) -> &'static str {
 }
 
 /// The `messaging.system` of a driver name (semantic conventions' values where
-/// they differ: `rabbit` is `rabbitmq`).
-pub fn system_name(driver: &str) -> String {
+/// they differ: `rabbit` is `rabbitmq`), on metrics and spans alike.
+pub fn system_name(driver: &str) -> &str {
     match driver {
-        "rabbit" => "rabbitmq".to_owned(),
-        other => other.to_owned(),
+        "rabbit" => "rabbitmq",
+        other => other,
     }
 }
 
@@ -431,7 +431,7 @@ pub type Labels = Vec<Label>;
 /// there is one.
 pub fn destination_labels(driver: &str, destination: &str, group: Option<&str>) -> Labels {
     let mut labels = vec![
-        Label::new(ATTR_SYSTEM, system_name(driver)),
+        Label::new(ATTR_SYSTEM, system_name(driver).to_owned()),
         Label::new(ATTR_DESTINATION, destination.to_owned()),
     ];
     if let Some(group) = group {

@@ -7,6 +7,7 @@ use tracing::field::Empty;
 use tracing::Span;
 
 use super::TARGET;
+use crate::observability::metrics::system_name;
 
 /// The producer span of one notification (or one batch of them) sent to
 /// `destination`, the full topic name (the first one when it goes to several).
@@ -21,7 +22,7 @@ pub(crate) fn notification_send(
         "send",
         "otel.name" = %format_args!("{destination} send"),
         "otel.kind" = "producer",
-        "messaging.system" = system,
+        "messaging.system" = system_name(system),
         "messaging.destination.name" = destination,
         "messaging.operation.name" = "send",
         "messaging.operation.type" = "send",
@@ -47,7 +48,7 @@ pub(crate) fn process(
         "process",
         "otel.name" = %format_args!("{destination} process"),
         "otel.kind" = "consumer",
-        "messaging.system" = system,
+        "messaging.system" = system_name(system),
         "messaging.destination.name" = destination,
         "messaging.consumer.group.name" = group,
         "messaging.operation.name" = "process",
@@ -67,7 +68,7 @@ pub(crate) fn process_batch(system: &str, group: Option<&str>, count: usize) -> 
         "process",
         "otel.name" = "batch process",
         "otel.kind" = "consumer",
-        "messaging.system" = system,
+        "messaging.system" = system_name(system),
         "messaging.consumer.group.name" = group,
         "messaging.operation.name" = "process",
         "messaging.operation.type" = "process",
@@ -107,7 +108,7 @@ pub(crate) fn rpc_client(
         "rpc.client",
         "otel.name" = %format_args!("{topic}.{method} {op}"),
         "otel.kind" = "client",
-        "messaging.system" = system,
+        "messaging.system" = system_name(system),
         "messaging.destination.name" = topic,
         "messaging.operation.name" = op,
         "messaging.operation.type" = "send",
@@ -131,7 +132,7 @@ pub(crate) fn rpc_server(
         "rpc.server",
         "otel.name" = %format_args!("{topic}.{method} process"),
         "otel.kind" = "server",
-        "messaging.system" = system,
+        "messaging.system" = system_name(system),
         "messaging.destination.name" = topic,
         "messaging.operation.name" = "process",
         "messaging.operation.type" = "process",
