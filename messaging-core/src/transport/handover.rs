@@ -24,7 +24,7 @@ use std::sync::Arc;
 use super::Transport;
 use crate::driver::{Capabilities, OutgoingRecord, PendingDelivery};
 use crate::error::{Error, ErrorKind, Result};
-use crate::observability::instruments::{SendMetrics, TransportMetrics};
+use crate::observability::instruments::SendMetrics;
 use crate::retry::{Backoff, Retry};
 
 /// A record on its way, with the retries it has spent so far, when it was first
@@ -40,11 +40,11 @@ impl Attempt {
     /// A record that was never sent.
     pub(super) fn first(
         record: OutgoingRecord,
-        metrics: &TransportMetrics,
+        metrics: Arc<SendMetrics>,
         started: std::time::Instant,
     ) -> Self {
         Attempt {
-            metrics: metrics.destination(&record.topic),
+            metrics,
             record,
             retries: 0,
             started,

@@ -205,12 +205,16 @@ impl Transport {
         records: Vec<OutgoingRecord>,
         retry: Retry,
     ) -> Vec<Result<DeliveryReceipt>> {
-        let metrics = &self.inner.metrics;
         let now = tokio::time::Instant::now();
-        let attempts = records
-            .into_iter()
-            .map(|r| Attempt::first(r, metrics, now.into_std()))
-            .collect();
+        // A batch mostly goes to one topic: its handles are looked up once.
+        let mut attempts: Vec<Attempt> = Vec::with_capacity(records.len());
+        for r in records {
+            let metrics = match attempts.last() {
+                Some(prev) if prev.record.topic == r.topic => prev.metrics.clone(),
+                _ => self.inner.metrics.destination(&r.topic),
+            };
+            attempts.push(Attempt::first(r, metrics, now.into_std()));
+        }
         let handed = self.hand_to_driver(attempts, retry, now).await;
         let stats = &self.inner.stats;
         handed
