@@ -27,8 +27,14 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 export MESSAGING_CACHE_DIR="${MESSAGING_CACHE_DIR:-$HOME/.cache/messaging-ci}"
 mkdir -p "$MESSAGING_CACHE_DIR"
+# A test run builds once: incremental compilation's state (GBs under target/) buys
+# nothing here and has filled a CI machine's disk.
+export CARGO_INCREMENTAL=0
 
 step() { printf '\n==> %s\n' "$*" >&2; }
+
+# Free space, for the record: a full disk shows up as a rustc or linker crash.
+df -h . "$MESSAGING_CACHE_DIR" 2>/dev/null | sed 's/^/disk: /' >&2 || true
 
 step "installing the brokers and the Python environment (cached after the first run)"
 # All three are independent: build Tansu and apt-get RabbitMQ while pip installs the
@@ -124,6 +130,7 @@ if [[ -n $fuzz_pid ]]; then
             ;;
     esac
 fi
+df -h . 2>/dev/null | sed 's/^/disk after the tests: /' >&2 || true
 [[ $test_rc -eq 0 ]] || exit "$test_rc"
 
 step "the crates package (cargo package builds each published crate from its packaged files)"

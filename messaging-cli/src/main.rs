@@ -71,13 +71,27 @@ enum Command {
     SoakMember(soak::member::MemberArgs),
 }
 
-fn init_logging() {
+/// The command's logs: stderr, filtered by `MESSAGING_LOG` (default `warn`).
+fn log_subscriber() -> impl tracing::Subscriber + Send + Sync {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MESSAGING_LOG")
         .unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .finish()
+}
+
+/// Install the global `tracing` subscriber: the log subscriber, or for `bench
+/// --observability` the bench's gate in front of it.
+fn init_logging(command: &Command) -> messaging_core::Result<()> {
+    use tracing_subscriber::util::SubscriberInitExt;
+    if let Command::Bench(a) = command {
+        if let Some(parts) = a.observability() {
+            return bench::install_observability(parts, Box::new(log_subscriber()));
+        }
+    }
+    let _ = log_subscriber().try_init();
+    Ok(())
 }
 
 /// Register every driver this tool ships with.
@@ -88,9 +102,12 @@ pub(crate) fn register_drivers() {
 }
 
 fn main() -> std::process::ExitCode {
-    init_logging();
-    register_drivers();
     let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.command) {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    register_drivers();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -12,6 +12,7 @@ use crate::observe::{MetricsArgs, MetricsEndpoint};
 
 mod compare;
 mod framework;
+mod gate;
 mod latency;
 mod overhead;
 mod raw;
@@ -72,6 +73,22 @@ pub(crate) struct BenchArgs {
     metrics: MetricsArgs,
 }
 
+impl BenchArgs {
+    /// What `--observability` turns on, if it was given.
+    pub(crate) fn observability(&self) -> Option<overhead::Parts> {
+        self.observability
+    }
+}
+
+/// Install `bench --observability`'s global recorder and subscriber (see
+/// [`overhead`]), with `logs` getting the events the command's logging asks for.
+pub(crate) fn install_observability(
+    parts: overhead::Parts,
+    logs: Box<dyn tracing::Subscriber + Send + Sync>,
+) -> Result<()> {
+    overhead::install(parts, logs)
+}
+
 /// The median of `values` (NaN for none).
 fn median(values: impl IntoIterator<Item = f64>) -> f64 {
     let mut values: Vec<f64> = values.into_iter().collect();
@@ -90,7 +107,7 @@ fn median(values: impl IntoIterator<Item = f64>) -> f64 {
 /// `bench --observability`: the "on" rounds' metrics are what --metrics-addr serves.
 async fn run_overhead(a: &BenchArgs, timeout: Duration, parts: overhead::Parts) -> Result<()> {
     let obs = match &a.metrics.metrics_addr {
-        Some(addr) => MetricsEndpoint::serve(&a.metrics, addr, overhead::on_handle()).await?,
+        Some(addr) => MetricsEndpoint::serve(&a.metrics, addr, overhead::on_handle()?).await?,
         None => MetricsEndpoint::disabled(),
     };
     let r = overhead::measure(&a.url, a.count, a.payload_size, a.rounds, timeout, parts).await?;

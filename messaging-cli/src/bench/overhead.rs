@@ -2,29 +2,27 @@
 //! process as interleaved pairs of rounds, one uninstrumented ("off") and one with
 //! a Prometheus recorder and a span-recording `tracing` subscriber ("on").
 //!
-//! The `metrics` global recorder cannot be uninstalled and `tracing`'s global
-//! subscriber cannot be replaced, so neither is used here. Each round runs on a
-//! tokio runtime of its own, on a thread of its own; every thread of that runtime
-//! (its workers, its blocking threads, and the thread that drives it) sets the
-//! round's recorder and dispatcher as its thread-local default when it starts
-//! (`metrics::set_default_local_recorder`, `tracing::dispatcher::set_default`). The
-//! transport, listener and notifier are built inside the round, so the metric
-//! handles they fetch at construction come from the round's recorder. "Off" sets
-//! `metrics`' no-op recorder and `Dispatch::none()`, so a global recorder (e.g.
-//! from `--metrics-addr`) does not count the off rounds either.
+//! The process installs one global recorder and one global subscriber, as an
+//! application does, before the first round: the gates of [`super::gate`], closed
+//! for an "off" round and open for an "on" one. Each round runs on a tokio runtime of
+//! its own and builds its transport, listener and notifier inside it, so the metric
+//! handles they fetch at construction are the open gate's (the Prometheus
+//! recorder's) or the closed gate's (no-op).
 
-use std::cell::RefCell;
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use messaging_core::{Error, ErrorKind, Result};
-use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
-use tracing::Dispatch;
+use tracing::Subscriber;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use super::framework::{self, BenchReport};
+use super::gate::{MetricsGate, SpanGate, METRICS_OPEN, SPANS_OPEN};
 use super::median;
 use crate::observe::{self, MetricsEndpoint};
 
@@ -71,66 +69,46 @@ enum Mode {
     On(Parts),
 }
 
-/// The "on" rounds' recorder and subscribers, shared by every "on" round (as one
-/// process keeps one of each), made before the first round so that `tracing`'s
-/// callsite cache is in the same state for every round.
-struct Instruments {
-    recorder: PrometheusRecorder,
-    spans: Dispatch,
-    spans_and_logs: Dispatch,
-}
+/// The Prometheus recorder behind the metrics gate, once [`install`]ed.
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
-fn instruments() -> &'static Instruments {
-    static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
-    INSTRUMENTS.get_or_init(|| {
-        let recorder = observe::prometheus_builder().build_recorder();
-        metrics::with_local_recorder(&recorder, messaging_core::observability::metrics::describe);
-        let spans = tracing_subscriber::registry().with(LevelFilter::INFO);
+/// Install the global recorder and subscriber of `bench --observability=PARTS`, both
+/// closed, in place of the command's usual log subscriber (`logs`, which still gets
+/// the events it asks for). Call before anything logs or records.
+pub(crate) fn install(parts: Parts, logs: Box<dyn Subscriber + Send + Sync>) -> Result<()> {
+    let failed = |what: &str| Error::new(ErrorKind::Internal, format!("cannot install the {what}"));
+    let recorder = observe::prometheus_builder().build_recorder();
+    let _ = PROMETHEUS.set(recorder.handle());
+    metrics::set_global_recorder(MetricsGate {
+        prometheus: recorder,
+    })
+    .map_err(|_| failed("metrics recorder"))?;
+    messaging_core::observability::metrics::describe();
+    let spans: Box<dyn Subscriber + Send + Sync> = if parts == Parts::AllWithLogs {
         // Logs as an operator's would be formatted (span fields included), written
         // to nowhere so that the terminal's speed is not measured.
-        let logs = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
-        Instruments {
-            recorder,
-            spans: Dispatch::new(spans),
-            spans_and_logs: Dispatch::new(
-                tracing_subscriber::registry()
-                    .with(LevelFilter::INFO)
-                    .with(logs),
-            ),
-        }
-    })
+        let sink = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
+        Box::new(
+            tracing_subscriber::registry()
+                .with(LevelFilter::INFO)
+                .with(sink),
+        )
+    } else {
+        Box::new(tracing_subscriber::registry().with(LevelFilter::INFO))
+    };
+    SpanGate { spans, logs }
+        .try_init()
+        .map_err(|_| failed("tracing subscriber"))
 }
 
-thread_local! {
-    static SCOPE: RefCell<Option<(metrics::LocalRecorderGuard<'static>, tracing::dispatcher::DefaultGuard)>> =
-        const { RefCell::new(None) };
-}
-
-/// Make `mode`'s recorder and dispatcher this thread's defaults.
-fn enter(mode: Mode) {
-    static NOOP: metrics::NoopRecorder = metrics::NoopRecorder;
-    let parts = match mode {
-        Mode::Off => None,
-        Mode::On(parts) => Some(parts),
+/// Open the gates for `mode` (closing what it does not turn on).
+fn set(mode: Mode) {
+    let (metrics, spans) = match mode {
+        Mode::Off => (false, false),
+        Mode::On(parts) => (parts.metrics(), parts.traces()),
     };
-    let recorder: &'static dyn metrics::Recorder = match parts {
-        Some(p) if p.metrics() => &instruments().recorder,
-        _ => &NOOP,
-    };
-    let dispatch = match parts {
-        Some(Parts::AllWithLogs) => instruments().spans_and_logs.clone(),
-        Some(p) if p.traces() => instruments().spans.clone(),
-        _ => Dispatch::none(),
-    };
-    let guards = (
-        metrics::set_default_local_recorder(recorder),
-        tracing::dispatcher::set_default(&dispatch),
-    );
-    SCOPE.with(|s| *s.borrow_mut() = Some(guards));
-}
-
-fn leave() {
-    SCOPE.with(|s| drop(s.borrow_mut().take()));
+    METRICS_OPEN.store(metrics, Ordering::Relaxed);
+    SPANS_OPEN.store(spans, Ordering::Relaxed);
 }
 
 /// One round: `framework::measure` on a runtime of its own in `mode`.
@@ -143,16 +121,14 @@ async fn round(
 ) -> Result<BenchReport> {
     let url = url.to_owned();
     let (tx, rx) = tokio::sync::oneshot::channel();
+    set(mode);
     std::thread::spawn(move || {
-        enter(mode);
         // The round's own thread sends (block_on) and one worker runs the listener:
         // two busy threads on a 2-core machine, so the pairs are not measuring how
         // the scheduler shares the cores among three.
         let result = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
-            .on_thread_start(move || enter(mode))
-            .on_thread_stop(leave)
             .build()
             .map_err(|e| Error::new(ErrorKind::Internal, "bench runtime").with_source(e))
             .and_then(|rt| {
@@ -165,11 +141,13 @@ async fn round(
                     &disabled,
                 ))
             });
-        leave();
         let _ = tx.send(result);
     });
-    rx.await
-        .map_err(|_| Error::new(ErrorKind::Internal, "a bench round panicked"))?
+    let result = rx
+        .await
+        .map_err(|_| Error::new(ErrorKind::Internal, "a bench round panicked"));
+    set(Mode::Off);
+    result?
 }
 
 /// One pair of rounds.
@@ -209,7 +187,6 @@ pub(crate) async fn measure(
     timeout: Duration,
     parts: Parts,
 ) -> Result<Overhead> {
-    instruments();
     let mut measured = Vec::new();
     for i in 0..pairs {
         let on_first = i % 2 == 1;
@@ -224,7 +201,7 @@ pub(crate) async fn measure(
             rates[usize::from(mode != Mode::Off)] = r.end_to_end_per_sec;
             // Fold the histogram samples into buckets between rounds, as the
             // endpoint's upkeep does every few seconds.
-            on_handle().run_upkeep();
+            on_handle()?.run_upkeep();
         }
         measured.push(Pair {
             on_first,
@@ -241,14 +218,20 @@ pub(crate) async fn measure(
         off_end_to_end_per_sec: median(measured.iter().map(|p| p.off_end_to_end_per_sec)),
         on_end_to_end_per_sec: median(measured.iter().map(|p| p.on_end_to_end_per_sec)),
         on_vs_off: median(measured.iter().map(|p| p.on_vs_off)),
-        on_series: series(&on_handle()),
+        on_series: series(&on_handle()?),
         pairs: measured,
     })
 }
 
-/// The "on" rounds' recorder, for `--metrics-addr` to serve.
-pub(crate) fn on_handle() -> PrometheusHandle {
-    instruments().recorder.handle()
+/// The "on" rounds' recorder, for `--metrics-addr` to serve; an error before
+/// [`install`].
+pub(crate) fn on_handle() -> Result<PrometheusHandle> {
+    PROMETHEUS.get().cloned().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            "bench --observability: the recorder was not installed",
+        )
+    })
 }
 
 /// Sample lines in a Prometheus text rendering.
