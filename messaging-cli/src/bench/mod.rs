@@ -18,6 +18,8 @@ mod overhead;
 mod raw;
 mod raw_amqp;
 
+pub(crate) use overhead::install as install_observability;
+
 /// Arguments of `messaging bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
@@ -78,15 +80,6 @@ impl BenchArgs {
     pub(crate) fn observability(&self) -> Option<overhead::Parts> {
         self.observability
     }
-}
-
-/// Install `bench --observability`'s global recorder and subscriber (see
-/// [`overhead`]), with `logs` getting the events the command's logging asks for.
-pub(crate) fn install_observability(
-    parts: overhead::Parts,
-    logs: Box<dyn tracing::Subscriber + Send + Sync>,
-) -> Result<()> {
-    overhead::install(parts, logs)
 }
 
 /// The median of `values` (NaN for none).

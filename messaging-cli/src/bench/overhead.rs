@@ -76,13 +76,15 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 /// closed, in place of the command's usual log subscriber (`logs`, which still gets
 /// the events it asks for). Call before anything logs or records.
 pub(crate) fn install(parts: Parts, logs: Box<dyn Subscriber + Send + Sync>) -> Result<()> {
-    let failed = |what: &str| Error::new(ErrorKind::Internal, format!("cannot install the {what}"));
+    let failed = |what: &str, e: messaging_core::BoxError| {
+        Error::new(ErrorKind::Internal, format!("cannot install the {what}")).with_source(e)
+    };
     let recorder = observe::prometheus_builder().build_recorder();
     let _ = PROMETHEUS.set(recorder.handle());
     metrics::set_global_recorder(MetricsGate {
         prometheus: recorder,
     })
-    .map_err(|_| failed("metrics recorder"))?;
+    .map_err(|e| failed("metrics recorder", e.into()))?;
     messaging_core::observability::metrics::describe();
     let spans: Box<dyn Subscriber + Send + Sync> = if parts == Parts::AllWithLogs {
         // Logs as an operator's would be formatted (span fields included), written
@@ -98,7 +100,7 @@ pub(crate) fn install(parts: Parts, logs: Box<dyn Subscriber + Send + Sync>) -> 
     };
     SpanGate { spans, logs }
         .try_init()
-        .map_err(|_| failed("tracing subscriber"))
+        .map_err(|e| failed("tracing subscriber", e.into()))
 }
 
 /// Open the gates for `mode` (closing what it does not turn on).
