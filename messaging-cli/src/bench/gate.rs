@@ -21,14 +21,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::PrometheusRecorder;
+use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata as SpanMetadata, Subscriber};
 
-/// Whether [`MetricsGate`] is open.
-pub(crate) static METRICS_OPEN: AtomicBool = AtomicBool::new(false);
-/// Whether [`SpanGate`] is open.
-pub(crate) static SPANS_OPEN: AtomicBool = AtomicBool::new(false);
+/// Whether [`MetricsGate`] is open: change it through [`set_metrics_open`].
+static METRICS_OPEN: AtomicBool = AtomicBool::new(false);
+/// Whether [`SpanGate`] is open: change it through [`set_spans_open`].
+static SPANS_OPEN: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`MetricsGate`] is open (handles fetched afterwards record).
+pub(crate) fn set_metrics_open(open: bool) {
+    METRICS_OPEN.store(open, Ordering::Relaxed);
+}
+
+/// Open or close [`SpanGate`], and have every callsite ask it again (as when an
+/// application installs its subscriber), so that a closed gate costs a callsite's
+/// cached "never" and an open one what the measured subscriber costs alone.
+pub(crate) fn set_spans_open(open: bool) {
+    if SPANS_OPEN.swap(open, Ordering::Relaxed) != open {
+        tracing::callsite::rebuild_interest_cache();
+    }
+}
 
 /// The global recorder: the Prometheus recorder while open, no-op handles while closed.
 pub(crate) struct MetricsGate {
@@ -94,11 +109,33 @@ impl SpanGate {
 
 impl Subscriber for SpanGate {
     fn register_callsite(&self, metadata: &'static SpanMetadata<'static>) -> Interest {
-        // Both inner subscribers learn of the callsite; the answer depends on the
-        // gate, so it is asked at every use.
-        self.spans.register_callsite(metadata);
-        self.logs.register_callsite(metadata);
-        Interest::sometimes()
+        // Asked again at every gate change ([`set_spans_open`]), so the answer is what an
+        // application's own subscriber would give: cached by the callsite, never a
+        // per-use `enabled` call that an application does not pay.
+        let spans = self.spans.register_callsite(metadata);
+        let logs = self.logs.register_callsite(metadata);
+        let logs = if metadata.is_event() {
+            logs
+        } else {
+            Interest::never()
+        };
+        if !self.is_open() {
+            return logs;
+        }
+        match (spans, logs) {
+            (a, b) if a.is_never() && b.is_never() => Interest::never(),
+            (a, b) if a.is_sometimes() || b.is_sometimes() => Interest::sometimes(),
+            // Always for one and never for the other: `event` asks each.
+            _ => Interest::always(),
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        let logs = self.logs.max_level_hint();
+        if !self.is_open() {
+            return logs;
+        }
+        Some(self.spans.max_level_hint()?.max(logs?))
     }
 
     fn enabled(&self, metadata: &SpanMetadata<'_>) -> bool {

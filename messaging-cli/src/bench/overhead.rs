@@ -9,7 +9,6 @@
 //! handles they fetch at construction are the open gate's (the Prometheus
 //! recorder's) or the closed gate's (no-op).
 
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::framework::{self, BenchReport};
-use super::gate::{MetricsGate, SpanGate, METRICS_OPEN, SPANS_OPEN};
+use super::gate::{set_metrics_open, set_spans_open, MetricsGate, SpanGate};
 use super::median;
 use crate::observe::{self, MetricsEndpoint};
 
@@ -109,8 +108,8 @@ fn set(mode: Mode) {
         Mode::Off => (false, false),
         Mode::On(parts) => (parts.metrics(), parts.traces()),
     };
-    METRICS_OPEN.store(metrics, Ordering::Relaxed);
-    SPANS_OPEN.store(spans, Ordering::Relaxed);
+    set_metrics_open(metrics);
+    set_spans_open(spans);
 }
 
 /// One round: `framework::measure` on a runtime of its own in `mode`.

@@ -125,11 +125,15 @@ impl FaultKind {
 
 /// Settings of the soak's own broker: topics created with 3 partitions (so that a
 /// pool's members share them), quick group sessions (6 s), and a producer that
-/// rides through a broker restart.
+/// rides through a broker restart. librdkafka's prefetch queue is bounded (8 MiB per
+/// consumer, 1 MiB per fetch) instead of its default 64 MiB: a member catching up on
+/// a backlog after a fault would otherwise fill it, and the resident-memory bound
+/// would measure librdkafka's buffer instead of the framework's memory.
 const OWN_BROKER_QUERY: &str = "create_topics=true&topic_partitions=3&delivery_timeout=120\
 &rdkafka.consumer.session.timeout.ms=6000&rdkafka.consumer.heartbeat.interval.ms=1000\
 &rdkafka.consumer.max.poll.interval.ms=30000&rdkafka.topic.metadata.refresh.interval.ms=2000\
-&rdkafka.consumer.fetch.wait.max.ms=100";
+&rdkafka.consumer.fetch.wait.max.ms=100&rdkafka.consumer.queued.max.messages.kbytes=8192\
+&rdkafka.consumer.fetch.max.bytes=1048576&rdkafka.consumer.max.partition.fetch.bytes=262144";
 
 /// How long after a fault its effect may still show (a rebalance that follows a
 /// kill after the session timeout, a member that joined).

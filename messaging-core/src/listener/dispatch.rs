@@ -11,7 +11,6 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use super::endpoint::{BatchEndpoint, HandlerOutcome, HandlerResult, NotificationEndpoint};
 use crate::driver::{DeliveryTag, ReceivedRecord, Subscription};
@@ -22,7 +21,7 @@ use crate::observability::instruments::{Counted, ListenerHistograms, Timer};
 use crate::observability::metrics::{self, Label};
 use crate::retry::Retry;
 use crate::service::{InFlight, Service};
-use crate::trace;
+use crate::trace::{self, RunInSpan};
 use crate::transport::Transport;
 
 /// The endpoints of a listener: one at a time, or in batches.
@@ -362,7 +361,7 @@ impl Service for ListenerService {
                 self.settings.allow_requeue,
                 self.stats.clone(),
             )
-            .instrument(span);
+            .in_span(span);
             if let Some(settled) = work.start(Box::pin(job.map(Settled::Many))) {
                 self.settle(settled);
             }
@@ -406,7 +405,7 @@ impl Service for ListenerService {
                     self.settings.allow_requeue,
                     self.stats.clone(),
                 )
-                .instrument(process);
+                .in_span(process);
                 let tag = record.tag;
                 if let Some(settled) = work.start(Box::pin(job.map(move |v| Settled::One(tag, v))))
                 {

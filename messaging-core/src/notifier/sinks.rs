@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::Value;
-use tracing::Instrument;
 
 use super::{NotificationSink, SinkItem, TopicResults};
 use crate::driver::{Dialect, OutgoingRecord};
@@ -14,7 +13,7 @@ use crate::error::Error;
 use crate::notification::OutgoingNotification;
 use crate::priority::Priority;
 use crate::retry::Retry;
-use crate::trace;
+use crate::trace::{self, RunInSpan};
 use crate::transport::{DeliveryReceipt, Transport};
 
 /// Sends notifications on a transport in oslo's v2 envelope (`messaging`, `messagingv2`),
@@ -134,7 +133,7 @@ impl NotificationSink for MessagingSink {
         let span = self.send_span(topics.first(), n, None);
         let traced = trace::traced(&span, n);
         self.send_each(traced.as_ref().unwrap_or(n), topics, retry)
-            .instrument(span)
+            .in_span(span)
             .await
     }
 
@@ -159,7 +158,7 @@ impl NotificationSink for MessagingSink {
                 &traced
             }
         };
-        self.send_all(items, retry).instrument(span).await
+        self.send_all(items, retry).in_span(span).await
     }
 }
 

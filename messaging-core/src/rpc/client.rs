@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use super::wire::{self, OutgoingRequest, WireFailure};
 use super::{resolve, RpcSerializer, Target, DEFAULT_TIMEOUT};
@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::notification::Context;
 use crate::observability::instruments::RpcClientMetrics;
 use crate::retry::Backoff;
-use crate::trace;
+use crate::trace::{self, RunInSpan};
 use crate::transport::Transport;
 
 type Outcome = std::result::Result<Value, WireFailure>;
@@ -316,7 +316,7 @@ impl RpcClient {
             .metrics
             .call(
                 self.do_call(&rpc, ctx, method, args)
-                    .instrument(self.span(method, trace::RpcOperation::Call)),
+                    .in_span(self.span(method, trace::RpcOperation::Call)),
             )
             .await?;
         R::deserialize(value).map_err(|e| {
@@ -337,7 +337,7 @@ impl RpcClient {
             .metrics
             .call(
                 self.do_call(&rpc, ctx, method, args)
-                    .instrument(self.span(method, trace::RpcOperation::Call)),
+                    .in_span(self.span(method, trace::RpcOperation::Call)),
             )
             .await
     }
@@ -359,7 +359,7 @@ impl RpcClient {
         let rpc = self.rpc(op)?;
         let args = args_to_map(method, serde_json::to_value(args))?;
         self.do_cast(&rpc, ctx, method, args, self.target.fanout)
-            .instrument(self.span(method, cast_operation(self.target.fanout)))
+            .in_span(self.span(method, cast_operation(self.target.fanout)))
             .await
     }
 
@@ -373,7 +373,7 @@ impl RpcClient {
         let rpc = self.rpc(op)?;
         let args = args_to_map(method, Ok(args))?;
         self.do_cast(&rpc, ctx, method, args, self.target.fanout)
-            .instrument(self.span(method, cast_operation(self.target.fanout)))
+            .in_span(self.span(method, cast_operation(self.target.fanout)))
             .await
     }
 
@@ -388,7 +388,7 @@ impl RpcClient {
         let rpc = self.rpc(RpcOperation::Fanout)?;
         let args = args_to_map(method, serde_json::to_value(args))?;
         self.do_cast(&rpc, ctx, method, args, true)
-            .instrument(self.span(method, trace::RpcOperation::Fanout))
+            .in_span(self.span(method, trace::RpcOperation::Fanout))
             .await
     }
 
@@ -397,7 +397,7 @@ impl RpcClient {
         let rpc = self.rpc(RpcOperation::Fanout)?;
         let args = args_to_map(method, Ok(args))?;
         self.do_cast(&rpc, ctx, method, args, true)
-            .instrument(self.span(method, trace::RpcOperation::Fanout))
+            .in_span(self.span(method, trace::RpcOperation::Fanout))
             .await
     }
 

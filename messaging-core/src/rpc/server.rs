@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 use tokio::task::JoinError;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use super::dispatcher::Dispatcher;
 use super::endpoint::{RemoteError, RpcEndpoint};
@@ -25,7 +25,7 @@ use crate::lifecycle::Lifecycle;
 use crate::observability::instruments::{Counted, Timer};
 use crate::observability::metrics;
 use crate::service::{spawned, InFlight, Service, ServiceSettings, DEFAULT_STOP_TIMEOUT};
-use crate::trace;
+use crate::trace::{self, RunInSpan};
 use crate::transport::Transport;
 
 /// How long one receive of requests waits.
@@ -333,7 +333,7 @@ impl Service for ServerService {
                     self.stats.clone(),
                     self.rpc.clone(),
                 )
-                .instrument(span);
+                .in_span(span);
                 if let Some(done) = work.start(spawned(job)) {
                     self.settle(done);
                 }

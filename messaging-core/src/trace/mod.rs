@@ -24,10 +24,12 @@
 //! and the application's context keeps (and forwards) it as it is.
 
 mod consume;
+mod in_span;
 mod propagation;
 mod spans;
 
 pub(crate) use consume::{process, process_batch, rpc_server};
+pub(crate) use in_span::RunInSpan;
 use propagation::{continue_trace, link};
 pub(crate) use propagation::{inject, traced, traced_all};
 pub use propagation::{TRACEPARENT, TRACESTATE};
