@@ -31,7 +31,8 @@ static METRICS_OPEN: AtomicBool = AtomicBool::new(false);
 /// Whether [`SpanGate`] is open: change it through [`set_spans_open`].
 static SPANS_OPEN: AtomicBool = AtomicBool::new(false);
 
-/// Whether [`MetricsGate`] is open (handles fetched afterwards record).
+/// Open or close [`MetricsGate`]: handles fetched afterwards record (open) or are
+/// no-ops (closed).
 pub(crate) fn set_metrics_open(open: bool) {
     METRICS_OPEN.store(open, Ordering::Relaxed);
 }
@@ -114,19 +115,23 @@ impl Subscriber for SpanGate {
         // per-use `enabled` call that an application does not pay.
         let spans = self.spans.register_callsite(metadata);
         let logs = self.logs.register_callsite(metadata);
+        let spans = if self.is_open() {
+            spans
+        } else {
+            Interest::never()
+        };
         let logs = if metadata.is_event() {
             logs
         } else {
             Interest::never()
         };
-        if !self.is_open() {
-            return logs;
-        }
-        match (spans, logs) {
-            (a, b) if a.is_never() && b.is_never() => Interest::never(),
-            (a, b) if a.is_sometimes() || b.is_sometimes() => Interest::sometimes(),
-            // Always for one and never for the other: `event` asks each.
-            _ => Interest::always(),
+        if spans.is_never() && logs.is_never() {
+            Interest::never()
+        } else if spans.is_sometimes() || logs.is_sometimes() {
+            Interest::sometimes()
+        } else {
+            // Always for one and never or always for the other: `event` asks each.
+            Interest::always()
         }
     }
 

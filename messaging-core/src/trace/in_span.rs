@@ -12,10 +12,11 @@ pin_project! {
     /// `inner` polled inside `span`, as `tracing::Instrumented` does, with one
     /// difference: the span closes as soon as `inner` completes, and is not entered
     /// again to drop the finished future. `Instrumented` enters its span on drop so
-    /// that a future cancelled mid-way drops its state inside it; done per message,
-    /// that second enter and exit costs about as much as the span's creation. Here a
-    /// future dropped before it completes drops its state outside the span (the
-    /// core's futures log nothing when dropped).
+    /// that a future cancelled mid-way drops its state inside it; per message, that
+    /// second enter and exit is about a seventh of what the span costs in a registry
+    /// (measured with callgrind, docs/observability.md "Overhead"). Here a future
+    /// dropped before it completes (an RPC call timed out, a listener stopped) drops
+    /// its state outside the span, which only matters to logs written by a `Drop`.
     #[must_use = "a future does nothing unless polled"]
     pub(crate) struct InSpan<F> {
         #[pin]
