@@ -7,6 +7,7 @@ use std::sync::Arc;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{FieldTable, LongString};
+use lapin::uri::AMQPScheme;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use messaging_core::observability::{ConnectionState, ConnectionTracker, ErrorReport};
 use messaging_core::{Error, ErrorKind, Result};
@@ -29,6 +30,34 @@ pub(crate) fn transport_error(what: &str, e: lapin::Error) -> Error {
 /// that close with the `authentication_failure_close` capability).
 fn refused_credentials(e: &lapin::Error) -> bool {
     matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 403)
+}
+
+/// Why a TLS connection may have failed, when lapin can only say that the socket
+/// broke: a broker that requires client certificates checks them after TLS 1.3's
+/// handshake has finished on the client's side, so a client without one often sees
+/// its first write fail (broken pipe, reset) instead of the broker's alert.
+fn tls_hint(tls_on: bool, has_identity: bool, e: &lapin::Error) -> Option<&'static str> {
+    let lapin::ErrorKind::IOError(io) = e.kind() else {
+        return None;
+    };
+    let closed = matches!(
+        io.kind(),
+        std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::UnexpectedEof
+    );
+    match (tls_on && closed, has_identity) {
+        (false, _) => None,
+        (true, false) => Some(
+            "the broker closed the TLS connection: if it requires a client certificate, \
+             set ssl_cert_file and ssl_key_file",
+        ),
+        (true, true) => Some(
+            "the broker closed the TLS connection: check that it trusts the CA of the \
+             client certificate in ssl_cert_file",
+        ),
+    }
 }
 
 /// Opens connections to the URL's hosts, starting with the one that last worked.
@@ -84,6 +113,7 @@ impl Connector {
             let at = (start + i) % uris.len();
             let uri = uris[at].clone();
             let where_ = RabbitConfig::describe(&uri);
+            let tls_on = uri.scheme == AMQPScheme::AMQPS;
             let props = ConnectionProperties::default()
                 .with_connection_name(LongString::from(connection_name(purpose)));
             let tls = OwnedTLSConfig {
@@ -116,7 +146,11 @@ impl Connector {
                 }
                 Err(e) => {
                     tracing::warn!(broker = %where_, error = %e, "cannot connect to RabbitMQ");
-                    last = Some(transport_error(&format!("cannot connect to {where_}"), e));
+                    let what = match tls_hint(tls_on, self.identity.is_some(), &e) {
+                        Some(hint) => format!("cannot connect to {where_} ({hint})"),
+                        None => format!("cannot connect to {where_}"),
+                    };
+                    last = Some(transport_error(&what, e));
                 }
             }
         }
@@ -255,5 +289,46 @@ impl Topology<'_> {
             .map_err(|e| {
                 transport_error(&format!("cannot bind queue {queue} to {exchange}/{key}"), e)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_hint;
+    use std::io;
+
+    fn io_error(kind: io::ErrorKind) -> lapin::Error {
+        io::Error::new(kind, "socket").into()
+    }
+
+    #[test]
+    fn a_broken_tls_connection_without_a_client_certificate_names_the_options() {
+        let hint = tls_hint(true, false, &io_error(io::ErrorKind::BrokenPipe)).unwrap();
+        assert!(
+            hint.contains("ssl_cert_file") && hint.contains("ssl_key_file"),
+            "{hint}"
+        );
+        let hint = tls_hint(true, true, &io_error(io::ErrorKind::ConnectionReset)).unwrap();
+        assert!(hint.contains("client certificate"), "{hint}");
+    }
+
+    #[test]
+    fn other_failures_get_no_tls_hint() {
+        assert_eq!(
+            tls_hint(false, false, &io_error(io::ErrorKind::BrokenPipe)),
+            None
+        );
+        assert_eq!(
+            tls_hint(true, false, &io_error(io::ErrorKind::ConnectionRefused)),
+            None
+        );
+        assert_eq!(
+            tls_hint(
+                true,
+                false,
+                &lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed).into()
+            ),
+            None
+        );
     }
 }

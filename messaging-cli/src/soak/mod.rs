@@ -324,6 +324,14 @@ async fn soak(
         return Err(e);
     }
     let report = report(a, url, &ledger, sent_secs, &log_dir);
+    // Next to the members' logs, so a failed run can be read after its output is gone.
+    let path = log_dir.join("report.json");
+    if let Err(e) = serde_json::to_vec_pretty(&report)
+        .map_err(std::io::Error::from)
+        .and_then(|json| std::fs::write(&path, json))
+    {
+        tracing::warn!(path = %path.display(), error = %e, "soak: cannot write the report");
+    }
     Ok(report)
 }
 
