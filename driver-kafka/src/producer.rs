@@ -251,7 +251,7 @@ impl KafkaProducer {
                     .ensure_unless_refused(std::slice::from_ref(&one.topic), refused)
                     .await?;
             } else {
-                let topics: Vec<&str> = batch.iter().map(|r| r.topic.as_str()).collect();
+                let topics: Vec<&str> = batch.iter().map(|r| &*r.topic).collect();
                 self.admin.ensure_unless_refused(&topics, refused).await?;
             }
         }

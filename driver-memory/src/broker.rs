@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use messaging_core::driver::{OutgoingRecord, StartPosition, SubscriptionSpec};
+use messaging_core::driver::{OutgoingRecord, PendingDelivery, StartPosition, SubscriptionSpec};
 use messaging_core::observability::metrics;
 use messaging_core::{Error, ErrorKind, Result};
+use smallvec::SmallVec;
 
 use crate::queue::{Entry, Queue};
 use crate::subscription::MemorySubscription;
@@ -25,7 +26,7 @@ struct Topic {
 pub struct MemoryBroker {
     name: String,
     capacity: usize,
-    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    topics: RwLock<HashMap<String, Arc<Topic>, foldhash::fast::RandomState>>,
 }
 
 impl MemoryBroker {
@@ -41,7 +42,7 @@ impl MemoryBroker {
                 Arc::new(MemoryBroker {
                     name: name.to_owned(),
                     capacity,
-                    topics: RwLock::new(HashMap::new()),
+                    topics: RwLock::default(),
                 })
             })
             .clone()
@@ -88,7 +89,7 @@ impl MemoryBroker {
 
     /// Put each record in every pool's queue of its topic: one outcome per record,
     /// in order. Consecutive records of one topic go in under one lock per queue.
-    pub(crate) fn publish_batch(&self, batch: &[OutgoingRecord]) -> Vec<Result<()>> {
+    pub(crate) fn publish_batch(&self, batch: &[OutgoingRecord]) -> Vec<Result<PendingDelivery>> {
         let mut out = Vec::with_capacity(batch.len());
         let mut rest = batch;
         while let Some(first) = rest.first() {
@@ -103,24 +104,30 @@ impl MemoryBroker {
     /// Put a copy of each record of `run` (all for `topic_name`) in every pool's
     /// queue of the topic, or refuse it (`ResourceExhausted`) if any of them is
     /// full: all or nothing, per record.
-    fn publish_run(&self, topic_name: &str, run: &[OutgoingRecord], out: &mut Vec<Result<()>>) {
+    fn publish_run(
+        &self,
+        topic_name: &str,
+        run: &[OutgoingRecord],
+        out: &mut Vec<Result<PendingDelivery>>,
+    ) {
         let topic = self.topic(topic_name);
         let pools = topic.pools.read().unwrap_or_else(|e| e.into_inner());
         let unclaimed;
-        let queues: Vec<&Arc<Queue>> = if pools.is_empty() {
+        // Mostly one pool: no list on the heap.
+        let queues: SmallVec<[&Arc<Queue>; 2]> = if pools.is_empty() {
             unclaimed = topic
                 .unclaimed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get_or_insert_with(|| Arc::new(Queue::new(self.capacity)))
                 .clone();
-            vec![&unclaimed]
+            smallvec::smallvec![&unclaimed]
         } else {
             pools.values().collect()
         };
         // Lock every queue (in the map's order, so concurrent senders agree) before
         // pushing anything, so a full queue refuses the record for every pool.
-        let mut guards: Vec<_> = queues.iter().map(|q| (*q, q.lock())).collect();
+        let mut guards: SmallVec<[_; 2]> = queues.iter().map(|q| (*q, q.lock())).collect();
         for record in run {
             if guards.iter().any(|(q, items)| !q.has_room(items)) {
                 out.push(Err(Error::new(
@@ -138,7 +145,7 @@ impl MemoryBroker {
                     body: record.body.clone(),
                 });
             }
-            out.push(Ok(()));
+            out.push(Ok(PendingDelivery::Delivered));
         }
         drop(guards);
         for q in queues {

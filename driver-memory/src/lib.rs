@@ -163,11 +163,7 @@ impl Driver for MemoryDriver {
     }
 
     async fn send_batch(&self, batch: &[OutgoingRecord]) -> Vec<Result<PendingDelivery>> {
-        self.broker
-            .publish_batch(batch)
-            .into_iter()
-            .map(|r| r.map(|()| PendingDelivery::Delivered))
-            .collect()
+        self.broker.publish_batch(batch)
     }
 
     async fn subscribe(&self, spec: SubscriptionSpec) -> Result<Box<dyn Subscription>> {

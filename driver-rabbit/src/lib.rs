@@ -300,7 +300,7 @@ impl Driver for RabbitDriver {
                 expiration: None,
                 needs: Needs::QueueFor {
                     exchange: exchange.to_owned(),
-                    key: r.topic.clone(),
+                    key: r.topic.to_string(),
                 },
             })
             .collect();

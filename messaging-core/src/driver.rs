@@ -9,6 +9,7 @@
 //! the `integration-tests` crate, which every driver must pass.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -75,15 +76,16 @@ pub enum Dialect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingRecord {
     /// The full topic name (already including the priority, and the virtual host
-    /// in the [`Dialect::Kafka`] dialect).
-    pub topic: String,
+    /// in the [`Dialect::Kafka`] dialect). Shared: a notifier builds each name once
+    /// and every record to it holds the same one.
+    pub topic: Arc<str>,
     /// The encoded notification.
     pub body: Bytes,
 }
 
 impl OutgoingRecord {
     /// A record of `body` for `topic`.
-    pub fn new(topic: impl Into<String>, body: Bytes) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, body: Bytes) -> Self {
         OutgoingRecord {
             topic: topic.into(),
             body,

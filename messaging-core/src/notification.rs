@@ -25,7 +25,7 @@ pub struct OutgoingNotification {
     /// Its priority.
     pub priority: Priority,
     /// The payload, already serialized to JSON.
-    pub payload: Box<RawValue>,
+    pub payload: Payload,
     /// UTC time in oslo's format (see [`format_timestamp`]).
     pub timestamp: String,
     /// The sanitized context.
@@ -35,7 +35,7 @@ pub struct OutgoingNotification {
 impl OutgoingNotification {
     /// The payload as a JSON value (for inspection; not used on the hot path).
     pub fn payload_value(&self) -> Value {
-        serde_json::from_str(self.payload.get()).unwrap_or(Value::Null)
+        self.payload.to_value().unwrap_or(Value::Null)
     }
 }
 
@@ -48,33 +48,41 @@ pub struct Metadata {
     pub timestamp: String,
 }
 
-/// A received payload: the JSON text it arrived as, checked to be one JSON value
-/// once, when the record was decoded, and parsed only when asked.
+/// A payload: JSON text, known to be exactly one JSON value, parsed only when
+/// asked. A received one was checked once, when its record was decoded; one a
+/// notifier serialized is valid as serde_json wrote it, and is not parsed again.
 ///
 /// [`deserialize`](Payload::deserialize) reads your own type straight from the text
 /// (borrowing strings from it where your type allows);
 /// [`to_value`](Payload::to_value) gives a [`serde_json::Value`]. Two payloads are
 /// equal when their texts are; a payload equals a `Value` when it parses to it.
 #[derive(Clone)]
-pub struct Payload(Box<RawValue>);
+pub struct Payload(String);
 
 impl Payload {
     /// A payload from JSON text (a [`crate::ErrorKind::Decode`] error when it is not one
     /// JSON value).
     pub fn from_json(text: impl Into<String>) -> Result<Payload> {
         RawValue::from_string(text.into())
-            .map(Payload)
+            .map(Payload::from)
             .map_err(|e| Error::decode("payload is not a JSON value").with_source(e))
     }
 
-    /// The payload of any serializable value (written with Python's separators).
+    /// The payload of any serializable value (written with Python's separators, as
+    /// oslo's `json.dumps` does).
     pub fn from_serialize<T: serde::Serialize + ?Sized>(value: &T) -> Result<Payload> {
-        crate::envelope::payload_to_raw(value).map(Payload)
+        crate::envelope::payload_text(value).map(Payload::trusted)
     }
 
-    /// The JSON text, exactly as it arrived.
+    /// A payload of text known to be exactly one JSON value (serde_json wrote it, or
+    /// the decoder checked it): not checked again.
+    pub(crate) fn trusted(text: String) -> Payload {
+        Payload(text)
+    }
+
+    /// The JSON text, exactly as it arrived (or was written).
     pub fn json(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
     /// Deserialize the payload into a type of your own, straight from its text.
@@ -102,7 +110,7 @@ impl Payload {
 
 impl From<Box<RawValue>> for Payload {
     fn from(raw: Box<RawValue>) -> Self {
-        Payload(raw)
+        Payload(Box::<str>::from(raw).into_string())
     }
 }
 
@@ -133,10 +141,14 @@ impl fmt::Display for Payload {
     }
 }
 
-/// Written as the JSON value it is (its text, unchanged).
+/// Written as the JSON value it is (its text, unchanged). serde only takes raw JSON
+/// as a [`RawValue`], which checks the text again: this is for the rare caller that
+/// serializes a payload, never on the send or receive path.
 impl serde::Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        let raw: &RawValue =
+            serde_json::from_str(self.json()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
     }
 }
 

@@ -170,7 +170,7 @@ async fn amqp_dialect_writes_flat_context_keys_and_no_virtual_host() {
         .await
         .unwrap();
     let records = driver.records.lock().unwrap().clone();
-    let topics: Vec<&str> = records.iter().map(|r| r.topic.as_str()).collect();
+    let topics: Vec<&str> = records.iter().map(|r| &*r.topic).collect();
     assert_eq!(
         topics,
         ["notifications.info", "metering.info"].repeat(3),

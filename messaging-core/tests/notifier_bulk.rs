@@ -341,7 +341,7 @@ impl Driver for FailsOneTopic {
         batch
             .iter()
             .map(|record| {
-                let topic = record.topic.as_str();
+                let topic = &*record.topic;
                 if fail_on.as_deref() == Some(topic) {
                     let e = Error::new(ErrorKind::DeliveryFailed, format!("{topic} lost it"));
                     return Ok(PendingDelivery::Pending(Box::pin(async move {

@@ -265,7 +265,7 @@ fn raw_notification(context: serde_json::Value) -> OutgoingNotification {
         publisher_id: "trace.test".into(),
         event_type: "raw".into(),
         priority: Priority::Info,
-        payload: serde_json::value::to_raw_value(&json!({})).unwrap(),
+        payload: messaging_core::Payload::from_serialize(&json!({})).unwrap(),
         timestamp: "2026-01-01 00:00:00.000000".into(),
         context,
     }

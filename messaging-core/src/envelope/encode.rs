@@ -2,8 +2,6 @@
 
 #[cfg(test)]
 use serde::Serialize;
-#[cfg(test)]
-use serde_json::value::RawValue;
 
 use super::to_python_json;
 use crate::driver::Dialect;
@@ -20,7 +18,7 @@ pub(super) struct WireMessage<'a> {
     pub(super) publisher_id: &'a str,
     pub(super) event_type: &'a str,
     pub(super) priority: &'a str,
-    pub(super) payload: &'a RawValue,
+    pub(super) payload: &'a crate::Payload,
     pub(super) timestamp: &'a str,
     pub(super) _context: &'a Context,
 }
@@ -52,7 +50,7 @@ pub fn encode_as(n: &OutgoingNotification, dialect: Dialect) -> Result<Vec<u8>> 
 
 /// The Kafka form without `unique_id`, the AMQP form with this `_unique_id`.
 pub(super) fn encode_with(n: &OutgoingNotification, unique_id: Option<&str>) -> Result<Vec<u8>> {
-    let payload = n.payload.get().as_bytes();
+    let payload = n.payload.json().as_bytes();
     let mut out = Vec::with_capacity(
         OUTER_PREFIX.len()
             + payload.len()
@@ -136,6 +134,7 @@ pub(super) fn escape_mask(chunk: u64) -> u64 {
     (ctrl | quote | backslash) & HIGHS
 }
 
+/// Whether a JSON string must escape `b`.
 #[inline(always)]
 pub(super) fn byte_needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'

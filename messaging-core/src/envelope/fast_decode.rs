@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::encode::{byte_needs_escape, escape_mask, first_escape, OUTER_PREFIX};
 use super::record::{into_notification, WireRecord, FLAT_CONTEXT_PREFIX};
 use crate::error::Result;
-use crate::notification::Notification;
+use crate::notification::{Notification, Payload};
 
 /// The unescaped `oslo.message` of a record laid out exactly as [`encode`] (and
 /// oslo.messaging) writes it: `OUTER_PREFIX`, a string using only the short
@@ -86,12 +86,13 @@ pub(super) fn unescape_contents(contents: &[u8]) -> Option<String> {
 /// (`[message_id, publisher_id, event_type, priority, timestamp]`), with the checks
 /// of the serde path.
 fn fields_to_notification(
-    text: [&str; 5],
-    payload: Box<RawValue>,
+    text: [&str; 4],
+    timestamp: String,
+    payload: Payload,
     context: Option<Value>,
     flat_context: Map<String, Value>,
 ) -> Result<Notification> {
-    let [message_id, publisher_id, event_type, priority, timestamp] = text;
+    let [message_id, publisher_id, event_type, priority] = text;
     into_notification(WireRecord {
         version: None,
         message: None,
@@ -100,7 +101,7 @@ fn fields_to_notification(
         event_type: Some(event_type.to_owned()),
         priority: Some(Cow::Borrowed(priority)),
         payload: Some(payload),
-        timestamp: Some(timestamp.to_owned()),
+        timestamp: Some(timestamp),
         context,
         flat_context,
     })
@@ -117,13 +118,27 @@ pub(crate) fn read_canonical_message(message: &str) -> Option<Result<Notificatio
     let publisher_id = simple_string_after(message, &mut at, br#", "publisher_id": "#)?;
     let event_type = simple_string_after(message, &mut at, br#", "event_type": "#)?;
     let priority = simple_string_after(message, &mut at, br#", "priority": "#)?;
-    let payload = raw_value_after(message, &mut at, br#", "payload": "#)?;
-    read_timestamp_and_context(
+    const PAYLOAD: &[u8] = br#", "payload": "#;
+    if message.as_bytes().get(at..at + PAYLOAD.len()) != Some(PAYLOAD) {
+        return None;
+    }
+    at += PAYLOAD.len();
+    let payload = &message[at..];
+    let payload = &payload[..raw_value_end(payload)?];
+    let (head, after) = read_after_payload(
         [message_id, publisher_id, event_type, priority],
-        payload,
         message,
-        at,
-    )
+        at + payload.len(),
+    )?;
+    let timestamp = after.timestamp.to_owned();
+    let context = after.context;
+    Some(fields_to_notification(
+        head,
+        timestamp,
+        Payload::trusted(payload.to_owned()),
+        context.context,
+        context.flat_context,
+    ))
 }
 
 /// [`read_canonical_message`] of the still escaped `oslo.message` contents,
@@ -143,31 +158,54 @@ pub(crate) fn read_canonical_escaped(contents: &[u8]) -> Option<Result<Notificat
     }
     // Split after a whole escape sequence, so unescaping the rest alone is exact.
     let rest = unescape_contents(&contents[at + PAYLOAD.len()..])?;
-    let mut at = 0;
-    let payload = raw_value_after(&rest, &mut at, b"")?;
-    read_timestamp_and_context(
+    let payload_end = raw_value_end(&rest)?;
+    // The payload is the start of `rest`: it keeps that buffer (cut to its length)
+    // once the fields after it are read, instead of being copied out.
+    let (head, after) = read_after_payload(
         [message_id, publisher_id, event_type, priority],
-        payload,
         &rest,
-        at,
-    )
+        payload_end,
+    )?;
+    let timestamp = after.timestamp.to_owned();
+    let context = after.context;
+    let mut payload = rest;
+    payload.truncate(payload_end);
+    Some(fields_to_notification(
+        head,
+        timestamp,
+        Payload::trusted(payload),
+        context.context,
+        context.flat_context,
+    ))
+}
+
+/// What follows the payload (see [`read_after_payload`]).
+struct AfterPayload<'a> {
+    timestamp: &'a str,
+    context: ContextRead,
+}
+
+/// The context, in either form (see [`read_after_payload`]).
+struct ContextRead {
+    context: Option<Value>,
+    flat_context: Map<String, Value>,
 }
 
 /// The end both canonical readers share: after the fields before the payload
 /// (`[message_id, publisher_id, event_type, priority]`) and the payload, read up to
-/// `at` of `message`, the timestamp, the context and the closing brace.
+/// `at` of `message`, the timestamp, the context and the closing brace. Returns
+/// `head` and what follows the payload.
 ///
 /// The context is either form, or both: after the timestamp come, in any order,
 /// `_context` (once: a second one is left to serde, which refuses it),
 /// `_unique_id` (a string without escapes, ignored) and `_context_<key>` keys
 /// (keys without escapes; the last of the same name wins, as on the serde path).
 /// Any other key sends the message down the serde path.
-fn read_timestamp_and_context(
-    head: [&str; 4],
-    payload: Box<RawValue>,
-    message: &str,
+fn read_after_payload<'h, 'a>(
+    head: [&'h str; 4],
+    message: &'a str,
     mut at: usize,
-) -> Option<Result<Notification>> {
+) -> Option<([&'h str; 4], AfterPayload<'a>)> {
     let timestamp = simple_string_after(message, &mut at, br#", "timestamp": "#)?;
     let mut context = None;
     let mut flat_context = Map::new();
@@ -186,12 +224,15 @@ fn read_timestamp_and_context(
             flat_context.insert(name.to_owned(), value);
         }
     }
-    let [message_id, publisher_id, event_type, priority] = head;
-    Some(fields_to_notification(
-        [message_id, publisher_id, event_type, priority, timestamp],
-        payload,
-        context,
-        flat_context,
+    Some((
+        head,
+        AfterPayload {
+            timestamp,
+            context: ContextRead {
+                context,
+                flat_context,
+            },
+        },
     ))
 }
 
@@ -235,23 +276,17 @@ pub(super) fn simple_string_after<'a, const N: usize>(
     message.get(start..end)
 }
 
-/// `key` at `*at`, then one JSON value, kept as its text (checked, not built).
+/// Where the one JSON value that `text` starts with ends (checked, not built):
+/// `None` when `text` does not start with a JSON value (whitespace first included).
 ///
 /// serde reads a raw value without a nesting limit, on this path as on the serde
 /// path, so both accept the same payloads.
-pub(super) fn raw_value_after<const N: usize>(
-    message: &str,
-    at: &mut usize,
-    key: &[u8; N],
-) -> Option<Box<RawValue>> {
-    if message.as_bytes().get(*at..*at + N) != Some(key.as_slice()) {
-        return None;
-    }
-    let rest = message.get(*at + key.len()..)?;
-    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<&RawValue>();
-    let value = values.next()?.ok()?.to_owned();
-    *at += key.len() + values.byte_offset();
-    Some(value)
+pub(super) fn raw_value_end(text: &str) -> Option<usize> {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
+    let value = values.next()?.ok()?;
+    // The value starts the text (no whitespace before it): what the caller keeps
+    // as the payload is exactly the value's text.
+    (value.get().as_ptr() == text.as_ptr()).then_some(values.byte_offset())
 }
 
 /// `key` at `*at`, then one JSON value.

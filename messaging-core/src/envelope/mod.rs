@@ -21,7 +21,6 @@ use std::io::Write;
 
 use serde::Serialize;
 use serde_json::ser::Formatter;
-use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 
@@ -88,15 +87,16 @@ pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
         .map_err(|e| Error::new(crate::ErrorKind::Internal, "non-UTF-8 JSON").with_source(e))
 }
 
-/// Serialize a payload into a raw JSON value, ready for [`encode`].
-pub fn payload_to_raw<T: Serialize + ?Sized>(payload: &T) -> Result<Box<RawValue>> {
+/// A payload's JSON text with Python's separators, as serde_json writes it (so it is
+/// one valid JSON value: [`crate::Payload::from_serialize`] keeps it unchecked).
+pub(crate) fn payload_text<T: Serialize + ?Sized>(payload: &T) -> Result<String> {
     thread_local! {
         // Serializing into a growing Vec reallocates on the way for every payload;
         // this buffer keeps its size, and the text is then copied out exactly once.
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     const KEEP_AT_MOST: usize = 64 * 1024;
-    let text = SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut buf) => {
             buf.clear();
             let mut ser = serde_json::Serializer::with_formatter(&mut *buf, PythonFormatter);
@@ -115,6 +115,5 @@ pub fn payload_to_raw<T: Serialize + ?Sized>(payload: &T) -> Result<Box<RawValue
         }
         // A payload whose serialization serializes another payload.
         Err(_) => to_python_json(payload),
-    })?;
-    RawValue::from_string(text).map_err(Error::from)
+    })
 }

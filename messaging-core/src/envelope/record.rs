@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::notification::{Context, Metadata, Notification};
+use crate::notification::{Context, Metadata, Notification, Payload};
 use crate::priority::Priority;
 
 /// Every key either form may carry; unknown keys (`_unique_id` among them) are
@@ -28,7 +28,7 @@ pub(super) struct WireRecord<'a> {
     pub(super) event_type: Option<String>,
     pub(super) priority: Option<Cow<'a, str>>,
     /// `Some(null)` for a `null` payload: only a missing one is `None`.
-    pub(super) payload: Option<Box<RawValue>>,
+    pub(super) payload: Option<Payload>,
     pub(super) timestamp: Option<String>,
     /// The `_context` object (the Kafka form).
     pub(super) context: Option<Value>,
@@ -133,7 +133,7 @@ impl<'de> Deserialize<'de> for WireRecord<'de> {
                     publisher_id: publisher_id.flatten(),
                     event_type: event_type.flatten(),
                     priority: cow(priority),
-                    payload,
+                    payload: payload.map(Payload::from),
                     timestamp: timestamp.flatten(),
                     context: context.flatten(),
                     flat_context,
@@ -165,7 +165,7 @@ pub(super) fn into_notification(r: WireRecord<'_>) -> Result<Notification> {
         publisher_id: r.publisher_id.unwrap_or_default(),
         event_type: r.event_type.ok_or_else(|| missing("event_type"))?,
         priority,
-        payload: r.payload.ok_or_else(|| missing("payload"))?.into(),
+        payload: r.payload.ok_or_else(|| missing("payload"))?,
         metadata: Metadata {
             message_id: r.message_id.unwrap_or_default(),
             timestamp: r.timestamp.unwrap_or_default(),

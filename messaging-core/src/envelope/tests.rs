@@ -15,7 +15,8 @@ fn sample() -> OutgoingNotification {
         publisher_id: "compute.host1".into(),
         event_type: "compute.instance.create.end".into(),
         priority: Priority::Info,
-        payload: payload_to_raw(&serde_json::json!({"instance_id": "abc"})).unwrap(),
+        payload: crate::Payload::from_serialize(&serde_json::json!({"instance_id": "abc"}))
+            .unwrap(),
         timestamp: "2026-05-01 12:00:00.123456".into(),
         context: Context::new(),
     }
@@ -93,7 +94,9 @@ fn encodes_like_the_two_step_reference() {
         n.publisher_id = format!("{text}{i}");
         n.event_type = text.repeat(i);
         n.timestamp = text.chars().rev().collect();
-        n.payload = payload_to_raw(&serde_json::json!({"s": text, "n": [i, 1.5, null]})).unwrap();
+        n.payload =
+            crate::Payload::from_serialize(&serde_json::json!({"s": text, "n": [i, 1.5, null]}))
+                .unwrap();
         if i % 2 == 0 {
             n.context.insert((*text).into(), Value::from(*text));
             n.context
@@ -111,7 +114,7 @@ fn encodes_like_the_two_step_reference() {
     }
     // A raw payload with whitespace (tabs and newlines) of its own.
     let mut n = sample();
-    n.payload = RawValue::from_string("{\n\t\"a\" :\r [1 , 2]\n}".into()).unwrap();
+    n.payload = crate::Payload::from_json("{\n\t\"a\" :\r [1 , 2]\n}").unwrap();
     assert_eq!(encode(&n).unwrap(), reference_encode(&n));
     same_outcome(&encode(&n).unwrap());
 }
@@ -155,10 +158,10 @@ fn fast_decode_agrees_with_the_general_path() {
     for depth in [98, 99, 100, 125, 126, 127, 128] {
         let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
         let mut n = sample();
-        n.payload = RawValue::from_string(deep.clone())
-            .unwrap_or_else(|_| RawValue::from_string("1".into()).unwrap());
+        n.payload = crate::Payload::from_json(deep.clone())
+            .unwrap_or_else(|_| crate::Payload::from_json("1").unwrap());
         cases.push(encode(&n).unwrap());
-        n.payload = RawValue::from_string("1".into()).unwrap();
+        n.payload = crate::Payload::from_json("1").unwrap();
         n.context = Context::new();
         let text = String::from_utf8(encode(&n).unwrap()).unwrap();
         let nested = text
@@ -175,7 +178,7 @@ fn fast_decode_agrees_with_the_general_path() {
     // both paths; asking for a `Value` is then the error.
     let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
     let mut n = sample();
-    n.payload = RawValue::from_string(deep.clone()).unwrap();
+    n.payload = crate::Payload::from_json(deep.clone()).unwrap();
     let decoded = decode(&encode(&n).unwrap()).unwrap();
     assert_eq!(decoded.payload.json(), deep);
     assert_eq!(
@@ -208,7 +211,7 @@ proptest::proptest! {
         let mut n = sample();
         n.message_id = id;
         n.event_type = event;
-        n.payload = payload_to_raw(&serde_json::json!({"t": text, "e": n.event_type})).unwrap();
+        n.payload = crate::Payload::from_serialize(&serde_json::json!({"t": text, "e": n.event_type})).unwrap();
         n.context.insert("k".into(), Value::from(text.clone()));
         let encoded = encode(&n).unwrap();
         proptest::prop_assert_eq!(&encoded, &reference_encode(&n));
@@ -227,12 +230,14 @@ proptest::proptest! {
 #[test]
 fn round_trips() {
     let mut n = sample();
-    n.payload =
-        payload_to_raw(&serde_json::json!({"x": [1, 2.5, null, "é\"\\\n"], "y": null})).unwrap();
+    n.payload = crate::Payload::from_serialize(
+        &serde_json::json!({"x": [1, 2.5, null, "é\"\\\n"], "y": null}),
+    )
+    .unwrap();
     n.context.insert("user".into(), "u".into());
     let back = decode(&encode(&n).unwrap()).unwrap();
     assert_eq!(back.payload, n.payload_value());
-    assert_eq!(back.payload.json(), n.payload.get(), "the text as sent");
+    assert_eq!(back.payload.json(), n.payload.json(), "the text as sent");
     assert_eq!(back.metadata.message_id, n.message_id);
     assert_eq!(back.priority, Priority::Info);
     assert_eq!(back.context.get("user"), Some(&Value::from("u")));
@@ -517,7 +522,7 @@ proptest::proptest! {
         let text: String = text.into_iter().collect();
         let mut n = sample();
         n.message_id = id;
-        n.payload = payload_to_raw(&serde_json::json!({"t": text})).unwrap();
+        n.payload = crate::Payload::from_serialize(&serde_json::json!({"t": text})).unwrap();
         n.context.insert(key.clone(), Value::from(text.clone()));
         n.context.insert("n".into(), serde_json::json!([1, {"k": text}]));
         let encoded = encode_with(&n, Some(&unique)).unwrap();

@@ -36,9 +36,10 @@ pub use outcome::{
 pub use routing::{RoutingRule, RoutingSink};
 pub use sinks::{LogSink, MessagingSink, NoopSink, RecordingSink};
 
-use crate::envelope;
 use crate::error::{Error, ErrorKind, Result};
-use crate::notification::{format_timestamp, Context, ContextSanitizer, OutgoingNotification};
+use crate::notification::{
+    format_timestamp, Context, ContextSanitizer, OutgoingNotification, Payload,
+};
 use crate::priority::Priority;
 use crate::retry::Retry;
 use crate::transport::{DeliveryReceipt, Transport};
@@ -349,10 +350,10 @@ impl Notifier {
         payload: &P,
     ) -> Result<OutgoingNotification> {
         let payload = match &self.shared.serializer {
-            None => envelope::payload_to_raw(payload),
+            None => Payload::from_serialize(payload),
             Some(s) => {
                 let value = serde_json::to_value(payload)?;
-                envelope::payload_to_raw(&s.serialize_payload(value)?)
+                Payload::from_serialize(&s.serialize_payload(value)?)
             }
         }
         .map_err(|e| {

@@ -94,7 +94,7 @@ impl MessagingSink {
                     item.topics
                         .iter()
                         .map(|t| OutgoingRecord {
-                            topic: self.topic_name(t, n.priority).to_string(),
+                            topic: self.topic_name(t, n.priority),
                             body: body.clone(),
                         })
                         .collect::<Vec<_>>()
@@ -104,7 +104,7 @@ impl MessagingSink {
                     .iter()
                     .map(|t| {
                         Ok(OutgoingRecord {
-                            topic: self.topic_name(t, n.priority).to_string(),
+                            topic: self.topic_name(t, n.priority),
                             body: envelope::encode_as(n, Dialect::Amqp)?.into(),
                         })
                     })
@@ -211,7 +211,8 @@ impl MessagingSink {
                 },
             };
             let topic = self.topic_name(t, n.priority);
-            results.push(self.transport.send(&topic, body, retry).await);
+            let record = OutgoingRecord { topic, body };
+            results.push(self.transport.send_record(record, retry).await);
         }
         results
     }

@@ -83,7 +83,7 @@ pub(crate) const MAX_DESTINATIONS: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct TransportMetrics {
     driver: String,
-    destinations: RwLock<HashMap<String, Arc<SendMetrics>>>,
+    destinations: RwLock<HashMap<String, Arc<SendMetrics>, foldhash::fast::RandomState>>,
 }
 
 impl TransportMetrics {

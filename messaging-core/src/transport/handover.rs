@@ -17,6 +17,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use std::sync::Arc;
@@ -155,20 +156,23 @@ fn check_size(caps: &Capabilities, record: &OutgoingRecord) -> Result<()> {
     }
 }
 
+/// Per-batch lists: a batch of one (every single send) stays off the heap.
+pub(super) type Batch<T> = SmallVec<[T; 1]>;
+
 impl Transport {
     /// Hand `attempts` to the driver under the contract's rules (see the module
     /// docs): one outcome per attempt, in the same order. `now` starts the wait
     /// for room (the caller's clock reading, so a send reads the clock once).
     pub(super) async fn hand_to_driver(
         &self,
-        attempts: Vec<Attempt>,
+        attempts: Batch<Attempt>,
         retry: Retry,
         now: Instant,
-    ) -> Vec<Handed> {
+    ) -> Batch<Handed> {
         let caps = self.inner.driver.capabilities();
-        let mut out: Vec<Option<Handed>> = Vec::with_capacity(attempts.len());
+        let mut out: Batch<Option<Handed>> = SmallVec::with_capacity(attempts.len());
         let mut records = Vec::with_capacity(attempts.len());
-        let mut meta = Vec::with_capacity(attempts.len());
+        let mut meta: Batch<(usize, Carried)> = SmallVec::with_capacity(attempts.len());
         for attempt in attempts {
             match check_size(&caps, &attempt.record) {
                 Ok(()) => {
@@ -191,7 +195,7 @@ impl Transport {
                 break;
             }
             let mut outcomes = self.inner.driver.send_batch(&records).await.into_iter();
-            let mut again = (Vec::new(), Vec::new());
+            let mut again = (Vec::new(), Batch::new());
             for (record, (slot, (mut retries, started, metrics))) in records.into_iter().zip(meta) {
                 let outcome = outcomes
                     .next()

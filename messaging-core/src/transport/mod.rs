@@ -14,7 +14,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use self::handover::{Accepted, Attempt, Handed};
+use smallvec::SmallVec;
+
+use self::handover::{Accepted, Attempt, Batch, Handed};
 use self::tracker::{DeliveryTracker, Sent, Tracked};
 
 use crate::driver::{CloseReport, Dialect, Driver, OutgoingRecord, PendingDelivery};
@@ -190,7 +192,18 @@ impl Transport {
     /// never sent again: its error, or its receipt's, is
     /// [`ErrorKind::OutcomeUnknown`].
     pub async fn send(&self, topic: &str, body: Bytes, retry: Retry) -> Result<DeliveryReceipt> {
-        self.send_batch(vec![OutgoingRecord::new(topic, body)], retry)
+        self.send_record(OutgoingRecord::new(topic, body), retry)
+            .await
+    }
+
+    /// [`Transport::send`] of a record whose topic name is already shared (no copy
+    /// of the name).
+    pub async fn send_record(
+        &self,
+        record: OutgoingRecord,
+        retry: Retry,
+    ) -> Result<DeliveryReceipt> {
+        self.send_batch(vec![record], retry)
             .await
             .pop()
             .unwrap_or_else(|| Err(Error::new(ErrorKind::Internal, "a send without an outcome")))
@@ -207,7 +220,7 @@ impl Transport {
     ) -> Vec<Result<DeliveryReceipt>> {
         let now = tokio::time::Instant::now();
         // A batch mostly goes to one topic: its handles are looked up once.
-        let mut attempts: Vec<Attempt> = Vec::with_capacity(records.len());
+        let mut attempts: Batch<Attempt> = SmallVec::with_capacity(records.len());
         for r in records {
             let metrics = match attempts.last() {
                 Some(prev) if prev.record.topic == r.topic => prev.metrics.clone(),

@@ -241,7 +241,10 @@ impl Transport {
         tracing::warn!(topic = %topic, error = %error, retries = attempt.retries, "delivery failed, sending again");
         tokio::time::sleep(delivery_backoff(attempt.retries)).await;
         let now = tokio::time::Instant::now();
-        let outcome = self.hand_to_driver(vec![attempt], retry, now).await.pop();
+        let outcome = self
+            .hand_to_driver(smallvec::smallvec![attempt], retry, now)
+            .await
+            .pop();
         match outcome {
             Some(Handed::Accepted(Accepted {
                 pending: PendingDelivery::Delivered,
