@@ -144,39 +144,61 @@ impl Publisher {
     }
 
     /// Publish each message, in order, on one channel: per message, the broker's
-    /// confirm still to come, or why it was not sent. After a failure to send, the
-    /// connection is dropped (the next call opens another) and the rest of the batch
-    /// is refused with the same retryable error: nothing of it was sent.
+    /// confirm still to come, or why it was not sent. After a failure to hand a
+    /// message over, the connection is dropped (the next call opens another); when
+    /// the connection cannot be opened or a declaration fails, that message and the
+    /// rest of the batch are refused with the same error: none of them was sent.
     ///
     /// The link's lock is held to open the connection and declare, not while a
     /// message is handed to the connection's I/O loop: concurrent publishers (RPC
     /// requests and replies, notifications) do not wait for each other's hand-off.
+    /// The messages of a batch are handed over together: lapin queues a message's
+    /// frames when its publish is first polled and resolves the publish once its I/O
+    /// loop wrote them, so publishing one after the other would wait for that thread
+    /// once per message; polled together (in order, so the frames stay in order)
+    /// they are written in one go.
     pub(crate) async fn publish(&self, batch: &[Publication<'_>]) -> Vec<Result<Sent>> {
-        let mut out = Vec::with_capacity(batch.len());
-        for (i, p) in batch.iter().enumerate() {
-            let sent = match self.ready(p).await {
-                Ok((channel, generation, declared)) => {
-                    match publish_one(&channel, p, self.connector.config.compress).await {
-                        Ok(confirm) => Ok(Sent {
-                            confirm,
-                            needs: p.needs.clone(),
-                            declared,
-                        }),
-                        Err(e) => {
-                            self.forget(generation).await;
-                            Err(e)
-                        }
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            match sent {
-                Ok(confirm) => out.push(Ok(confirm)),
+        let mut links = Vec::with_capacity(batch.len());
+        let mut refused = None;
+        for p in batch {
+            match self.ready(p).await {
+                Ok(link) => links.push(link),
                 Err(e) => {
-                    out.extend(refuse_all(batch.len() - i, &e));
+                    refused = Some(e);
                     break;
                 }
             }
+        }
+        let compress = self.connector.config.compress;
+        let handed = futures::future::join_all(
+            links
+                .iter()
+                .zip(batch)
+                .map(|((channel, _, _), p)| publish_one(channel, p, compress)),
+        )
+        .await;
+        // Each handed message has its own outcome (one that failed does not make
+        // those handed with it unsent); what could not be readied is refused.
+        let mut out = Vec::with_capacity(batch.len());
+        let mut forgotten = None;
+        for ((handed, (_, generation, declared)), p) in handed.into_iter().zip(links).zip(batch) {
+            match handed {
+                Ok(confirm) => out.push(Ok(Sent {
+                    confirm,
+                    needs: p.needs.clone(),
+                    declared,
+                })),
+                Err(e) => {
+                    if forgotten != Some(generation) {
+                        self.forget(generation).await;
+                        forgotten = Some(generation);
+                    }
+                    out.push(Err(e));
+                }
+            }
+        }
+        if let Some(e) = refused {
+            out.extend(refuse_all(batch.len() - out.len(), &e));
         }
         out
     }

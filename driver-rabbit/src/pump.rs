@@ -16,7 +16,7 @@ use lapin::options::{
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Acker, Channel, Connection};
+use lapin::{Channel, Connection};
 use messaging_core::observability::metrics::{self, Gauge};
 use messaging_core::observability::ErrorReport;
 use messaging_core::{Error, Result};
@@ -70,11 +70,25 @@ pub(crate) struct Delivered {
     pub(crate) body: Bytes,
 }
 
+/// Where a delivery can be settled: the channel it came on and its tag there.
+///
+/// Settled with the channel's own `basic_ack` / `basic_reject`, not lapin's
+/// per-delivery `Acker`, which hands each one to lapin's internal RPC task first (a
+/// wake-up of another task per settlement, on the path of every RPC call). On a
+/// channel lost meanwhile, settling fails (logged): the broker delivers it again.
+#[derive(Debug)]
+struct Unsettled {
+    channel: Channel,
+    tag: u64,
+}
+
+type Ackers = Arc<Mutex<HashMap<u64, Unsettled, foldhash::fast::RandomState>>>;
+
 /// The receiving end of a consumer task.
 #[derive(Debug)]
 pub(crate) struct Inbox {
     deliveries: tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivered>>,
-    ackers: Arc<Mutex<HashMap<u64, Acker>>>,
+    ackers: Ackers,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
     /// The messages ready in its queues, as last looked up.
@@ -86,7 +100,7 @@ impl Inbox {
     /// fail (a bad URL, credentials or vhost); later failures are retried.
     pub(crate) async fn start(connector: Arc<Connector>, plan: Plan) -> Result<Inbox> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let ackers = Arc::new(Mutex::new(HashMap::new()));
+        let ackers = Ackers::default();
         let (stop, stopped) = watch::channel(false);
         let first = Consumer::open(&connector, &plan).await?;
         let depth = Arc::new(QueueDepth::new(&plan.queues));
@@ -132,8 +146,8 @@ impl Inbox {
         Ok(out)
     }
 
-    /// The ackers of `tags` (under one lock); a tag of a lost channel has none.
-    fn take_ackers(&self, tags: Vec<u64>) -> Vec<Acker> {
+    /// The deliveries of `tags` (under one lock); a tag of a lost channel has none.
+    fn take_ackers(&self, tags: Vec<u64>) -> Vec<Unsettled> {
         let mut ackers = self.ackers.lock().unwrap_or_else(|e| e.into_inner());
         tags.into_iter().filter_map(|t| ackers.remove(&t)).collect()
     }
@@ -157,9 +171,10 @@ impl Inbox {
     /// Reject with requeue: the broker delivers it again.
     pub(crate) async fn requeue(&self, tags: Vec<u64>) {
         let ackers = self.take_ackers(tags);
-        let rejects = ackers
-            .iter()
-            .map(|a| a.reject(BasicRejectOptions { requeue: true }));
+        let rejects = ackers.iter().map(|a| {
+            a.channel
+                .basic_reject(a.tag, BasicRejectOptions { requeue: true })
+        });
         for r in futures::future::join_all(rejects).await {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "requeue on a lost channel; the broker delivers it again");
@@ -197,8 +212,10 @@ type Deliveries =
 
 /// Acknowledge every delivery at once: all the frames are queued for the connection's
 /// I/O loop together (one hand-off, not one per delivery), then the results awaited.
-async fn ack_all(ackers: Vec<Acker>) {
-    let acks = ackers.iter().map(|a| a.ack(BasicAckOptions::default()));
+async fn ack_all(ackers: Vec<Unsettled>) {
+    let acks = ackers
+        .iter()
+        .map(|a| a.channel.basic_ack(a.tag, BasicAckOptions::default()));
     for r in futures::future::join_all(acks).await {
         if let Err(e) = r {
             tracing::debug!(error = %e, "ack on a lost channel; the broker delivers it again");
@@ -365,7 +382,7 @@ async fn run(
     plan: Plan,
     first: Consumer,
     tx: mpsc::UnboundedSender<Delivered>,
-    ackers: Arc<Mutex<HashMap<u64, Acker>>>,
+    ackers: Ackers,
     mut stopped: watch::Receiver<bool>,
     depth: Arc<QueueDepth>,
 ) {
@@ -409,10 +426,14 @@ async fn run(
             match next {
                 Some(Some(Ok(d))) => {
                     let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+                    let unsettled = Unsettled {
+                        channel: consumer.channel.clone(),
+                        tag: d.delivery_tag,
+                    };
                     ackers
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(tag, d.acker);
+                        .insert(tag, unsettled);
                     let body = match compression::decompressed(
                         d.properties.headers().as_ref(),
                         d.data,
