@@ -394,12 +394,12 @@ impl Subscription for RabbitSubscription {
     }
 
     async fn ack(&self, tags: &[DeliveryTag]) -> Result<()> {
-        self.inbox.ack(tags.iter().map(|t| t.0).collect()).await;
+        self.inbox.ack(tags.iter().map(|t| t.0).collect());
         Ok(())
     }
 
     async fn requeue(&self, tags: &[DeliveryTag]) -> Result<()> {
-        self.inbox.requeue(tags.iter().map(|t| t.0).collect()).await;
+        self.inbox.requeue(tags.iter().map(|t| t.0).collect());
         Ok(())
     }
 

@@ -84,11 +84,20 @@ struct Unsettled {
 
 type Ackers = Arc<Mutex<HashMap<u64, Unsettled, foldhash::fast::RandomState>>>;
 
+/// What to do with taken deliveries: handed to the consumer task, which settles
+/// them on its channel without holding up whoever asked.
+#[derive(Debug)]
+enum Settle {
+    Ack(Vec<Unsettled>),
+    Requeue(Vec<Unsettled>),
+}
+
 /// The receiving end of a consumer task.
 #[derive(Debug)]
 pub(crate) struct Inbox {
     deliveries: tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivered>>,
     ackers: Ackers,
+    settle: mpsc::UnboundedSender<Settle>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
     /// The messages ready in its queues, as last looked up.
@@ -100,6 +109,7 @@ impl Inbox {
     /// fail (a bad URL, credentials or vhost); later failures are retried.
     pub(crate) async fn start(connector: Arc<Connector>, plan: Plan) -> Result<Inbox> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (settle, settlements) = mpsc::unbounded_channel();
         let ackers = Ackers::default();
         let (stop, stopped) = watch::channel(false);
         let first = Consumer::open(&connector, &plan).await?;
@@ -108,7 +118,10 @@ impl Inbox {
             connector,
             plan,
             first,
-            tx,
+            Channels {
+                deliveries: tx,
+                settlements,
+            },
             ackers.clone(),
             stopped,
             depth.clone(),
@@ -117,6 +130,7 @@ impl Inbox {
             depth,
             deliveries: tokio::sync::Mutex::new(rx),
             ackers,
+            settle,
             stop,
             task: Mutex::new(Some(task)),
         })
@@ -152,33 +166,24 @@ impl Inbox {
         tags.into_iter().filter_map(|t| ackers.remove(&t)).collect()
     }
 
-    /// Acknowledge: the broker forgets the delivery. One whose channel was lost
-    /// meanwhile comes again (at least once); that is logged, not an error.
-    pub(crate) async fn ack(&self, tags: Vec<u64>) {
+    /// Acknowledge: the broker forgets the delivery. Returns at once: the consumer
+    /// task sends the acknowledgements (before it closes, if it is closing). One
+    /// whose channel was lost meanwhile comes again (at least once); that is
+    /// logged, not an error.
+    pub(crate) fn ack(&self, tags: Vec<u64>) {
         let ackers = self.take_ackers(tags);
-        ack_all(ackers).await;
-    }
-
-    /// [`Inbox::ack`] on a task of its own: returns at once.
-    pub(crate) fn ack_detached(&self, tags: Vec<u64>) {
-        let ackers = self.take_ackers(tags);
-        if ackers.is_empty() {
-            return;
+        if !ackers.is_empty() {
+            // The task is gone only once the inbox closed: its deliveries come again.
+            let _ = self.settle.send(Settle::Ack(ackers));
         }
-        tokio::spawn(ack_all(ackers));
     }
 
-    /// Reject with requeue: the broker delivers it again.
-    pub(crate) async fn requeue(&self, tags: Vec<u64>) {
+    /// Reject with requeue: the broker delivers it again. Returns at once, as
+    /// [`Inbox::ack`] does.
+    pub(crate) fn requeue(&self, tags: Vec<u64>) {
         let ackers = self.take_ackers(tags);
-        let rejects = ackers.iter().map(|a| {
-            a.channel
-                .basic_reject(a.tag, BasicRejectOptions { requeue: true })
-        });
-        for r in futures::future::join_all(rejects).await {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "requeue on a lost channel; the broker delivers it again");
-            }
+        if !ackers.is_empty() {
+            let _ = self.settle.send(Settle::Requeue(ackers));
         }
     }
 
@@ -210,17 +215,49 @@ impl Drop for Inbox {
 type Deliveries =
     futures::stream::BoxStream<'static, Option<lapin::Result<lapin::message::Delivery>>>;
 
-/// Acknowledge every delivery at once: all the frames are queued for the connection's
-/// I/O loop together (one hand-off, not one per delivery), then the results awaited.
-async fn ack_all(ackers: Vec<Unsettled>) {
-    let acks = ackers
-        .iter()
-        .map(|a| a.channel.basic_ack(a.tag, BasicAckOptions::default()));
-    for r in futures::future::join_all(acks).await {
+/// Settle every delivery of `settle` at once: all the frames are queued for the
+/// connection's I/O loop together (one hand-off, not one per delivery), then the
+/// results awaited.
+async fn settle_all(settle: Settle) {
+    let (ackers, requeue) = match &settle {
+        Settle::Ack(ackers) => (ackers, false),
+        Settle::Requeue(ackers) => (ackers, true),
+    };
+    let results = futures::future::join_all(ackers.iter().map(|a| {
+        let (channel, tag) = (a.channel.clone(), a.tag);
+        async move {
+            if requeue {
+                channel
+                    .basic_reject(tag, BasicRejectOptions { requeue: true })
+                    .await
+            } else {
+                channel.basic_ack(tag, BasicAckOptions::default()).await
+            }
+        }
+    }))
+    .await;
+    for r in results {
         if let Err(e) = r {
-            tracing::debug!(error = %e, "ack on a lost channel; the broker delivers it again");
+            tracing::debug!(error = %e, requeue, "settling on a lost channel; the broker delivers it again");
         }
     }
+}
+
+/// The consumer task's channels: deliveries out, settlements in.
+struct Channels {
+    deliveries: mpsc::UnboundedSender<Delivered>,
+    settlements: mpsc::UnboundedReceiver<Settle>,
+}
+
+/// Settlements being sent: polled by the consumer task alongside its deliveries.
+type Settling = futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, ()>>;
+
+/// Send what was asked to be settled before the consumer closes its channel.
+async fn settle_before_close(channels: &mut Channels, settling: &mut Settling) {
+    while let Ok(s) = channels.settlements.try_recv() {
+        settling.push(Box::pin(settle_all(s)));
+    }
+    while settling.next().await.is_some() {}
 }
 
 /// A live connection consuming the plan's queues.
@@ -381,12 +418,13 @@ async fn run(
     connector: Arc<Connector>,
     plan: Plan,
     first: Consumer,
-    tx: mpsc::UnboundedSender<Delivered>,
+    mut channels: Channels,
     ackers: Ackers,
     mut stopped: watch::Receiver<bool>,
     depth: Arc<QueueDepth>,
 ) {
     static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+    let mut settling = Settling::new();
     let mut current = Some(first);
     let mut attempt = 0u32;
     let mut depth_every = tokio::time::interval(DEPTH_EVERY);
@@ -398,6 +436,9 @@ async fn run(
                 () = stop_requested(&mut stopped) => return,
                 () = tokio::time::sleep(wait) => {}
             }
+            // Settlements asked for meanwhile belong to the lost channel: their
+            // deliveries come again.
+            while channels.settlements.try_recv().is_ok() {}
             match Consumer::open(&connector, &plan).await {
                 Ok(c) => {
                     tracing::info!(purpose = plan.purpose, "RabbitMQ consumer reconnected");
@@ -414,9 +455,15 @@ async fn run(
         loop {
             let next = tokio::select! {
                 () = stop_requested(&mut stopped) => {
+                    settle_before_close(&mut channels, &mut settling).await;
                     consumer.close(&plan).await;
                     return;
                 }
+                Some(settle) = channels.settlements.recv() => {
+                    settling.push(Box::pin(settle_all(settle)));
+                    continue;
+                }
+                Some(()) = settling.next(), if !settling.is_empty() => continue,
                 _ = depth_every.tick() => {
                     depth.refresh(&consumer.channel, &plan.queues).await;
                     continue;
@@ -450,7 +497,8 @@ async fn run(
                         routing_key: d.routing_key.to_string(),
                         body,
                     };
-                    if tx.send(delivered).is_err() {
+                    if channels.deliveries.send(delivered).is_err() {
+                        settle_before_close(&mut channels, &mut settling).await;
                         consumer.close(&plan).await;
                         return;
                     }

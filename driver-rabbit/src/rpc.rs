@@ -198,9 +198,9 @@ impl RpcReceiver for Taker {
         let taken = self.inbox.take(max, wait).await?;
         let tags: Vec<u64> = taken.iter().map(|d| d.tag).collect();
         let bodies = taken.into_iter().map(|d| d.body).collect();
-        // The acks go out on their own task, so this future has no wait left
-        // once the records are taken (cancel-safe).
-        self.inbox.ack_detached(tags);
+        // The consumer task sends the acks, so this future has no wait left once
+        // the records are taken (cancel-safe).
+        self.inbox.ack(tags);
         Ok(bodies)
     }
 
