@@ -79,7 +79,7 @@ use messaging_core::{Dialect, DriverRegistry, Error, Result, TransportUrl};
 
 use crate::connection::Connector;
 use crate::options::{RabbitConfig, OPTIONS};
-use crate::publisher::{confirmed, Needs, Publication, Publisher};
+use crate::publisher::{confirmed, Needs, Publication, Publisher, WhenFull};
 use crate::pump::{Declaration, Inbox, Plan, DEFAULT_PREFETCH};
 
 pub use crate::options::{DEFAULT_MAX_RECORD_BYTES, DEFAULT_PORT};
@@ -305,7 +305,7 @@ impl Driver for RabbitDriver {
             })
             .collect();
         self.publisher
-            .publish(&publications)
+            .publish(&publications, WhenFull::Refuse)
             .await
             .into_iter()
             .zip(batch)

@@ -172,6 +172,12 @@ pub(crate) const OPTIONS: &[OptionSpec] = &[
         Some("134217728"),
         "largest record accepted, in bytes, as the broker's max_message_size (0: no limit)",
     ),
+    OptionSpec::new(
+        "max_unconfirmed",
+        int(1, 1_000_000),
+        Some("10000"),
+        "most messages handed to the connection and not yet confirmed by the broker; at that many, a send waits for confirms (notifications and requests: the core's backpressure, up to the send timeout)",
+    ),
 ];
 
 /// Queue arguments and flags, per kind of queue.
@@ -264,6 +270,8 @@ pub(crate) struct RabbitConfig {
     pub(crate) max_record_bytes: Option<usize>,
     /// Compress published bodies (kombu's `gzip`: zlib).
     pub(crate) compress: bool,
+    /// Most published messages awaiting their confirm.
+    pub(crate) max_unconfirmed: usize,
 }
 
 impl std::fmt::Debug for RabbitConfig {
@@ -279,6 +287,7 @@ impl std::fmt::Debug for RabbitConfig {
             .field("client_cert", &self.client_cert)
             .field("max_record_bytes", &self.max_record_bytes)
             .field("compress", &self.compress)
+            .field("max_unconfirmed", &self.max_unconfirmed)
             .finish()
     }
 }
@@ -392,6 +401,9 @@ impl RabbitConfig {
                 }
             },
             compress: o.get("kombu_compression").is_some(),
+            max_unconfirmed: usize::try_from(limit("max_unconfirmed"))
+                .unwrap_or(1)
+                .max(1),
             max_record_bytes: match limit("max_record_bytes") {
                 0 => None,
                 n => usize::try_from(n).ok(),
@@ -538,6 +550,19 @@ mod tests {
         assert!(e.to_string().contains("rabbit_qos_prefetch_count"), "{e}");
         let e = config("rabbit://h?control_exchange=").unwrap_err();
         assert!(e.to_string().contains("control_exchange"), "{e}");
+        let e = config("rabbit://h?max_unconfirmed=0").unwrap_err();
+        assert!(e.to_string().contains("max_unconfirmed"), "{e}");
+    }
+
+    #[test]
+    fn unconfirmed_messages_are_bounded_by_default_and_by_the_option() {
+        assert_eq!(config("rabbit://h").unwrap().max_unconfirmed, 10_000);
+        assert_eq!(
+            config("rabbit://h?max_unconfirmed=3")
+                .unwrap()
+                .max_unconfirmed,
+            3
+        );
     }
 
     #[test]

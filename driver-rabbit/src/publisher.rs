@@ -5,10 +5,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
+use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 use messaging_core::{Error, ErrorKind, Result};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::compression;
 use crate::connection::{transport_error, Connector, Topology};
@@ -30,7 +34,7 @@ pub(crate) enum Needs {
 pub(crate) struct Publication<'a> {
     pub(crate) exchange: &'a str,
     pub(crate) routing_key: &'a str,
-    pub(crate) body: &'a [u8],
+    pub(crate) body: &'a Bytes,
     /// Return it (an error) when no queue takes it.
     pub(crate) mandatory: bool,
     /// The message's time to live in the queue.
@@ -62,12 +66,31 @@ fn lock(declared: &Declared) -> std::sync::MutexGuard<'_, HashSet<Needs>> {
     declared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A message handed to the broker: its confirm still to come.
-#[derive(Debug)]
+/// A message whose frames lapin queued for its connection: its write by lapin's
+/// I/O loop, then the broker's confirm, still to come. Holds one of the publisher's
+/// [`Publisher::unconfirmed`] permits until then.
 pub(crate) struct Sent {
-    confirm: PublisherConfirm,
+    handed: BoxFuture<'static, lapin::Result<PublisherConfirm>>,
     needs: Needs,
     declared: Declared,
+    _unconfirmed: OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sent").field("needs", &self.needs).finish()
+    }
+}
+
+/// How a publish waits when [`Publisher::unconfirmed`] has no permit left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    /// Refuse at once with `ResourceExhausted` (records and requests: the core
+    /// waits and sends again, up to its send timeout).
+    Refuse,
+    /// Wait for a confirm to free a permit (replies: a server has nobody to hand
+    /// the wait to).
+    Wait,
 }
 
 #[derive(Debug)]
@@ -85,14 +108,20 @@ pub(crate) struct Publisher {
     connector: Arc<Connector>,
     link: tokio::sync::Mutex<Option<Link>>,
     opened: std::sync::atomic::AtomicU64,
+    /// One permit per message handed over and not yet confirmed (`max_unconfirmed`):
+    /// publishing does not wait for lapin's I/O loop to write each message, so this
+    /// bounds what waits in memory for a slow broker.
+    unconfirmed: Arc<Semaphore>,
 }
 
 impl Publisher {
     pub(crate) fn new(connector: Arc<Connector>) -> Self {
+        let unconfirmed = Arc::new(Semaphore::new(connector.config.max_unconfirmed));
         Publisher {
             connector,
             link: tokio::sync::Mutex::new(None),
             opened: std::sync::atomic::AtomicU64::new(0),
+            unconfirmed,
         }
     }
 
@@ -143,64 +172,71 @@ impl Publisher {
         }
     }
 
-    /// Publish each message, in order, on one channel: per message, the broker's
-    /// confirm still to come, or why it was not sent. After a failure to hand a
-    /// message over, the connection is dropped (the next call opens another); when
-    /// the connection cannot be opened or a declaration fails, that message and the
-    /// rest of the batch are refused with the same error: none of them was sent.
+    /// Publish each message, in order, on one channel: per message, its write and
+    /// the broker's confirm still to come ([`confirmed`]), or why it was not sent.
+    /// When the connection cannot be opened or a declaration fails, that message
+    /// and the rest of the batch are refused with the same error: none of them was
+    /// sent.
     ///
-    /// The link's lock is held to open the connection and declare, not while a
-    /// message is handed to the connection's I/O loop: concurrent publishers (RPC
-    /// requests and replies, notifications) do not wait for each other's hand-off.
-    /// The messages of a batch are handed over together: lapin queues a message's
-    /// frames when its publish is first polled and resolves the publish once its I/O
-    /// loop wrote them, so publishing one after the other would wait for that thread
-    /// once per message; polled together (in order, so the frames stay in order)
-    /// they are written in one go.
-    pub(crate) async fn publish(&self, batch: &[Publication<'_>]) -> Vec<Result<Sent>> {
-        let mut links = Vec::with_capacity(batch.len());
-        let mut refused = None;
-        for p in batch {
-            match self.ready(p).await {
-                Ok(link) => links.push(link),
+    /// Returns once lapin queued every message's frames, not once its I/O loop wrote
+    /// them: lapin queues a message's frames when its publish is first polled and
+    /// resolves the publish after the write, and waiting for that thread once per
+    /// message made a sender as slow as a round trip through it. The write is
+    /// awaited with the confirm instead; a failed write is a failed delivery (the
+    /// message never reached the broker). Messages awaiting their confirm are
+    /// bounded by `max_unconfirmed` (see [`WhenFull`]). The link's lock is held to
+    /// open the connection and declare, not while messages are handed over.
+    pub(crate) async fn publish(
+        &self,
+        batch: &[Publication<'_>],
+        when_full: WhenFull,
+    ) -> Vec<Result<Sent>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (i, p) in batch.iter().enumerate() {
+            let permit = match when_full {
+                WhenFull::Refuse => self.unconfirmed.clone().try_acquire_owned().ok(),
+                WhenFull::Wait => self.unconfirmed.clone().acquire_owned().await.ok(),
+            };
+            let Some(permit) = permit else {
+                out.push(Err(self.full()));
+                continue;
+            };
+            let (channel, generation, declared) = match self.ready(p).await {
+                Ok(link) => link,
                 Err(e) => {
-                    refused = Some(e);
+                    out.extend(refuse_all(batch.len() - i, &e));
                     break;
                 }
-            }
-        }
-        let compress = self.connector.config.compress;
-        let handed = futures::future::join_all(
-            links
-                .iter()
-                .zip(batch)
-                .map(|((channel, _, _), p)| publish_one(channel, p, compress)),
-        )
-        .await;
-        // Each handed message has its own outcome (one that failed does not make
-        // those handed with it unsent); what could not be readied is refused.
-        let mut out = Vec::with_capacity(batch.len());
-        let mut forgotten = None;
-        for ((handed, (_, generation, declared)), p) in handed.into_iter().zip(links).zip(batch) {
-            match handed {
-                Ok(confirm) => out.push(Ok(Sent {
-                    confirm,
-                    needs: p.needs.clone(),
-                    declared,
-                })),
+            };
+            // The frames are queued now (in the batch's order); a message refused at
+            // once (the channel is not connected) is not sent.
+            let handed = match queue_frames(hand_over(channel, p, self.connector.config.compress)) {
+                Ok(handed) => handed,
                 Err(e) => {
-                    if forgotten != Some(generation) {
-                        self.forget(generation).await;
-                        forgotten = Some(generation);
-                    }
-                    out.push(Err(e));
+                    self.forget(generation).await;
+                    out.push(Err(transport_error("cannot publish", e)));
+                    continue;
                 }
-            }
-        }
-        if let Some(e) = refused {
-            out.extend(refuse_all(batch.len() - out.len(), &e));
+            };
+            out.push(Ok(Sent {
+                handed,
+                needs: p.needs.clone(),
+                declared,
+                _unconfirmed: permit,
+            }));
         }
         out
+    }
+
+    /// The refusal of a message while `max_unconfirmed` are awaiting their confirm.
+    fn full(&self) -> Error {
+        Error::new(
+            ErrorKind::ResourceExhausted,
+            format!(
+                "{} messages are waiting for RabbitMQ's confirm (max_unconfirmed)",
+                self.connector.config.max_unconfirmed
+            ),
+        )
     }
 
     /// Wait (up to `timeout`) for the confirms still outstanding, then close.
@@ -239,30 +275,50 @@ async fn declare_needs(connector: &Connector, link: &mut Link, p: &Publication<'
     Ok(())
 }
 
-async fn publish_one(
-    channel: &Channel,
+/// Poll `handed` once, which queues its frames: the rest of it (the write), or the
+/// error it failed with at once.
+fn queue_frames(
+    mut handed: BoxFuture<'static, lapin::Result<PublisherConfirm>>,
+) -> lapin::Result<BoxFuture<'static, lapin::Result<PublisherConfirm>>> {
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    match handed.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Err(e)) => Err(e),
+        std::task::Poll::Ready(Ok(confirm)) => Ok(Box::pin(std::future::ready(Ok(confirm)))),
+        std::task::Poll::Pending => Ok(handed),
+    }
+}
+
+/// The publish of `p` on `channel`, owning what it needs: its frames are queued
+/// when it is first polled, and it resolves once lapin's I/O loop wrote them.
+fn hand_over(
+    channel: Channel,
     p: &Publication<'_>,
     compress: bool,
-) -> Result<PublisherConfirm> {
+) -> BoxFuture<'static, lapin::Result<PublisherConfirm>> {
     let options = BasicPublishOptions {
         mandatory: p.mandatory,
         ..BasicPublishOptions::default()
     };
-    let (exchange, key) = (p.exchange.into(), p.routing_key.into());
-    let sent = if compress {
-        let body = compression::compress(p.body).map_err(|e| {
-            Error::new(ErrorKind::Internal, "cannot compress a message").with_source(e)
-        })?;
-        let props = properties(p.expiration).with_headers(compression::headers());
+    let (exchange, key): (ShortString, ShortString) = (p.exchange.into(), p.routing_key.into());
+    let mut props = properties(p.expiration);
+    let body = if compress {
+        match compression::compress(p.body) {
+            Ok(body) => {
+                props = props.with_headers(compression::headers());
+                Bytes::from(body)
+            }
+            Err(e) => {
+                return Box::pin(std::future::ready(Err(lapin::Error::from(e))));
+            }
+        }
+    } else {
+        p.body.clone()
+    };
+    Box::pin(async move {
         channel
             .basic_publish(exchange, key, options, &body, props)
             .await
-    } else {
-        channel
-            .basic_publish(exchange, key, options, p.body, properties(p.expiration))
-            .await
-    };
-    sent.map_err(|e| transport_error("cannot publish", e))
+    })
 }
 
 /// How a confirm ended, in the core's terms: a return (no queue took it) or a nack
@@ -276,7 +332,19 @@ async fn publish_one(
 /// queued, so a resend cannot duplicate). A returned reply is not retryable: its
 /// caller's queue is gone.
 pub(crate) async fn confirmed(sent: Sent, what: impl FnOnce() -> String) -> Result<()> {
-    match sent.confirm.await {
+    let confirm = match sent.handed.await {
+        Ok(confirm) => confirm,
+        // Not written: the broker never had it, so sending it again cannot duplicate it.
+        Err(e) => {
+            return Err(Error::new(
+                ErrorKind::DeliveryFailed,
+                format!("could not write {} to RabbitMQ", what()),
+            )
+            .with_retryable(true)
+            .with_source(e))
+        }
+    };
+    match confirm.await {
         Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
         Ok(Confirmation::Ack(Some(returned))) => {
             let redeclare = sent.needs != Needs::Nothing;

@@ -13,7 +13,7 @@ use messaging_core::rpc::{
 use messaging_core::{ErrorKind, Result};
 
 use crate::connection::Connector;
-use crate::publisher::{confirmed, Needs, Publication, Publisher};
+use crate::publisher::{confirmed, Needs, Publication, Publisher, WhenFull};
 use crate::pump::{Declaration, Inbox, Plan};
 
 /// The RPC half of one driver.
@@ -73,7 +73,7 @@ impl RpcDriver for RabbitRpc {
         };
         let confirm = self
             .publisher
-            .publish(std::slice::from_ref(&publication))
+            .publish(std::slice::from_ref(&publication), WhenFull::Refuse)
             .await
             .pop()
             .unwrap_or_else(|| {
@@ -97,7 +97,7 @@ impl RpcDriver for RabbitRpc {
                 needs: Needs::Nothing,
             })
             .collect();
-        let sent = self.publisher.publish(&publications).await;
+        let sent = self.publisher.publish(&publications, WhenFull::Wait).await;
         // The replies are with the connection now. Their confirms are awaited on a task
         // of their own, so that a server's loop goes on to its next requests instead of
         // waiting a broker round trip per batch; a reply lost after this point ends in

@@ -240,6 +240,88 @@ async fn a_queue_deleted_by_an_operator_is_declared_again_by_listener_and_notifi
     .await;
 }
 
+/// Puts the node's memory watermark back when dropped, even after a failed assertion.
+struct WatermarkBack<'a>(&'a Node);
+
+impl Drop for WatermarkBack<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(&self.0.script)
+            .args([
+                "ctl",
+                "--name",
+                &self.0.name,
+                "set_vm_memory_high_watermark",
+                "0.4",
+            ])
+            .output();
+    }
+}
+
+/// The broker stops confirming (a memory alarm blocks every publisher): a transport
+/// holds at most `max_unconfirmed` messages waiting for their confirm; the next send
+/// waits out its send timeout and fails with `ResourceExhausted` naming the option;
+/// once the alarm clears, the messages it held are confirmed and arrive, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_confirming_holds_at_most_max_unconfirmed_messages() {
+    let Some(node) = node() else { return };
+    let _turn = TURN.lock().await;
+    let t = rabbit_support::transport(&node.url, &format!("{DURABLE}&max_unconfirmed=3"))
+        .with_send_timeout(Duration::from_millis(1500));
+    let topic = unique("fault-unconfirmed");
+    let c = Collector::new();
+    let l = listener(&t, &topic, &c).await;
+    let n = notifier(&t, &topic);
+    send_confirmed(&n, 0..1).await;
+    assert_eq!(c.wait_for(1, Duration::from_secs(20)).await, 1);
+
+    node.run(&["ctl", "set_vm_memory_high_watermark", "0"])
+        .await;
+    let back = WatermarkBack(&node);
+    let mut held = Vec::new();
+    for i in 1..4 {
+        let receipt = n
+            .info(&Context::new(), "fault.event", &json!({"i": i}))
+            .await
+            .unwrap_or_else(|e| panic!("notification {i} was not accepted: {e}"));
+        held.push(receipt);
+    }
+    let started = Instant::now();
+    let refused = n
+        .info(&Context::new(), "fault.event", &json!({"i": 99}))
+        .await
+        .expect_err("a fourth message waiting for its confirm is refused");
+    assert_eq!(refused.kind(), &ErrorKind::ResourceExhausted, "{refused}");
+    assert!(
+        format!("{refused:#}").contains("max_unconfirmed"),
+        "the error names the option: {refused:#}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "it waited out the send timeout first ({:?})",
+        started.elapsed()
+    );
+    drop(back);
+
+    for (i, receipt) in held.into_iter().enumerate() {
+        receipt
+            .delivered()
+            .await
+            .unwrap_or_else(|e| panic!("notification {} was not confirmed: {e}", i + 1));
+    }
+    send_confirmed(&n, 4..5).await;
+    let got = all_arrive(
+        &c,
+        5,
+        "what was accepted while the broker was blocked arrives",
+    )
+    .await;
+    assert!(got.values().all(|&k| k == 1), "nothing twice: {got:?}");
+    assert!(!got.contains_key(&99), "the refused one was never sent");
+    l.stop_and_wait().await.unwrap();
+    t.close(Duration::from_secs(10)).await.unwrap();
+}
+
 // ---------------------------------------------------------------------------------
 // Processes killed mid-work. The child is this test binary run again as one ignored
 // `child_*` test, with its orders (JSON) in CHILD_ENV; it writes what it did, one line
