@@ -234,6 +234,57 @@ pub fn format_timestamp(time: DateTime<Utc>) -> String {
     String::from_utf8(buf[..len].to_vec()).unwrap_or_default()
 }
 
+/// The current UTC time as [`format_timestamp`] writes it, for every notification
+/// sent: the date and time of day are formatted once per second (per thread) and
+/// only the microseconds each time.
+pub(crate) fn timestamp_now() -> String {
+    thread_local! {
+        static SECOND: std::cell::Cell<Option<(u64, [u8; 19])>> = const { std::cell::Cell::new(None) };
+    }
+    let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
+        return format_timestamp(chrono::Utc::now());
+    };
+    let (secs, micros) = (since_epoch.as_secs(), since_epoch.subsec_micros());
+    let prefix = match SECOND.get() {
+        Some((cached, prefix)) if cached == secs => prefix,
+        _ => {
+            let Some(prefix) = second_prefix(secs) else {
+                return format_timestamp(chrono::Utc::now());
+            };
+            SECOND.set(Some((secs, prefix)));
+            prefix
+        }
+    };
+    timestamp_with(&prefix, micros)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of `secs` since the epoch (`None` for a year that does not
+/// have four digits: [`format_timestamp`] writes those).
+fn second_prefix(secs: u64) -> Option<[u8; 19]> {
+    let time = DateTime::<Utc>::from_timestamp(i64::try_from(secs).ok()?, 0)?;
+    format_timestamp(time).as_bytes().try_into().ok()
+}
+
+/// A timestamp from its whole-second part and microseconds, as [`format_timestamp`]
+/// writes it (no fraction when the microseconds are 0).
+fn timestamp_with(prefix: &[u8; 19], micros: u32) -> String {
+    let mut buf = [0u8; 26];
+    buf[..19].copy_from_slice(prefix);
+    let len = if micros == 0 {
+        19
+    } else {
+        buf[19] = b'.';
+        let mut value = micros;
+        for slot in buf[20..26].iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        26
+    };
+    // Only ASCII digits and separators were written.
+    String::from_utf8(buf[..len].to_vec()).unwrap_or_default()
+}
+
 /// Read a time written by [`format_timestamp`] (`YYYY-MM-DD HH:MM:SS[.ffffff]`,
 /// UTC), for the end-to-end latency metric: by hand, as it runs once per
 /// notification received. `None` for anything else.
@@ -385,6 +436,26 @@ mod tests {
                 + chrono::Duration::microseconds(micros);
             assert_eq!(format_timestamp(t), format_timestamp_slow(t));
         }
+    }
+
+    #[test]
+    fn the_per_second_timestamp_writes_what_format_timestamp_writes() {
+        for (secs, micros) in [
+            (1_780_000_000u64, 0u32),
+            (1_780_000_000, 1),
+            (1_780_000_000, 999_999),
+            (1_780_000_059, 123_456),
+            (951_782_399, 500_000), // 2000-02-28 23:59:59
+            (0, 7),
+        ] {
+            let expected = format_timestamp(
+                DateTime::<Utc>::from_timestamp(secs as i64, micros * 1000).unwrap(),
+            );
+            let prefix = second_prefix(secs).unwrap();
+            assert_eq!(timestamp_with(&prefix, micros), expected, "{secs} {micros}");
+        }
+        let now = timestamp_now();
+        assert!(parse_timestamp(&now).is_some(), "{now}");
     }
 
     /// Regression: `to_json` built its object with `json!`, which panicked on a

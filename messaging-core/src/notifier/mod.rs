@@ -38,7 +38,7 @@ pub use sinks::{LogSink, MessagingSink, NoopSink, RecordingSink};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::notification::{
-    format_timestamp, Context, ContextSanitizer, OutgoingNotification, Payload,
+    timestamp_now, Context, ContextSanitizer, OutgoingNotification, Payload,
 };
 use crate::priority::Priority;
 use crate::retry::Retry;
@@ -372,7 +372,7 @@ impl Notifier {
             event_type: event_type.to_owned(),
             priority,
             payload,
-            timestamp: format_timestamp(chrono::Utc::now()),
+            timestamp: timestamp_now(),
             context,
         })
     }
