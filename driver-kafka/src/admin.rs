@@ -19,7 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::errors;
-use crate::logging::{AuthWait, LogContext};
+use crate::logging::{AuthWatch, LogContext};
 use crate::mock::MockKafka;
 
 /// How long one CreateTopics request may take.
@@ -60,7 +60,7 @@ pub(crate) struct TopicAdmin {
     creator: Creator,
     partitions: i32,
     replication_factor: i32,
-    known: Mutex<HashSet<String>>,
+    known: Mutex<HashSet<String, foldhash::fast::RandomState>>,
     create: tokio::sync::Mutex<()>,
 }
 
@@ -92,7 +92,7 @@ impl TopicAdmin {
             creator,
             partitions,
             replication_factor,
-            known: Mutex::new(HashSet::new()),
+            known: Mutex::default(),
             create: tokio::sync::Mutex::new(()),
         }
     }
@@ -100,6 +100,13 @@ impl TopicAdmin {
     /// Whether this admin creates topics at all.
     pub(crate) fn enabled(&self) -> bool {
         !matches!(self.creator, Creator::Disabled)
+    }
+
+    /// Whether every one of `topics` is known to exist (no list built: this runs on
+    /// every send).
+    fn all_known<S: AsRef<str>>(&self, topics: &[S]) -> bool {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        topics.iter().all(|t| known.contains(t.as_ref()))
     }
 
     fn missing<S: AsRef<str>>(&self, topics: &[S]) -> Vec<String> {
@@ -131,11 +138,13 @@ impl TopicAdmin {
     pub(crate) async fn ensure_unless_refused<S: AsRef<str> + Sync>(
         &self,
         topics: &[S],
-        mut refused: AuthWait,
+        auth: &AuthWatch,
     ) -> Result<()> {
-        if !self.enabled() || self.missing(topics).is_empty() {
+        if !self.enabled() || self.all_known(topics) {
             return Ok(());
         }
+        // Subscribed only when something is to be created: not on every send.
+        let mut refused = auth.subscribe();
         tokio::select! {
             biased;
             outcome = self.ensure(topics) => outcome,
@@ -163,7 +172,7 @@ impl TopicAdmin {
 
     /// Make sure `topics` exist (creating the missing ones); a no-op when disabled.
     pub(crate) async fn ensure<S: AsRef<str> + Sync>(&self, topics: &[S]) -> Result<()> {
-        if !self.enabled() || self.missing(topics).is_empty() {
+        if !self.enabled() || self.all_known(topics) {
             return Ok(());
         }
         // One creation at a time: concurrent first sends to a topic create it once.

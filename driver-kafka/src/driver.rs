@@ -202,8 +202,8 @@ impl Driver for KafkaDriver {
         }
         // The producer's connection tells when the broker refuses the credentials
         // (the admin client's own errors are never reported).
-        let refused = self.producer.credentials()?;
-        self.admin.ensure_unless_refused(topics, refused).await
+        let auth = self.producer.credentials()?;
+        self.admin.ensure_unless_refused(topics, &auth).await
     }
 
     async fn close(&self, timeout: Duration) -> Result<CloseReport> {

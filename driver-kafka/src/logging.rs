@@ -139,11 +139,6 @@ impl AuthWait {
         }
     }
 
-    /// The refusal if it already happened, without waiting.
-    pub(crate) fn now(&self) -> Option<Error> {
-        self.0.borrow().as_deref().map(authentication_error)
-    }
-
     /// Whether this waits on `watch`.
     pub(crate) fn watches(&self, watch: &AuthWatch) -> bool {
         self.0.same_channel(&watch.refused.subscribe())

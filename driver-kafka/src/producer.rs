@@ -30,7 +30,7 @@ use rdkafka::ClientConfig;
 
 use crate::admin::TopicAdmin;
 use crate::errors;
-use crate::logging::{AuthWait, AuthWatch, LogContext};
+use crate::logging::{AuthWatch, LogContext};
 
 type Client = FutureProducer<LogContext>;
 
@@ -73,22 +73,17 @@ impl fmt::Debug for KafkaProducer {
 /// broker refuses the client's credentials first, the record is purged from the
 /// local queue (by the client's watcher) unless it was transmitted already: purged,
 /// it fails with [`ErrorKind::Authentication`]; transmitted, it gets its real outcome.
+///
+/// The refusal is read when the delivery report comes, not waited for beside it: it
+/// is recorded before the watcher purges, so a record purged because of it always
+/// finds it, and waiting on the watch per record cost a registration in the watch's
+/// waiter list (and its removal) for every record sent.
 async fn delivered(
-    mut delivery: rdkafka::producer::DeliveryFuture,
-    mut refused: AuthWait,
+    delivery: rdkafka::producer::DeliveryFuture,
+    auth: Arc<AuthWatch>,
 ) -> Result<()> {
-    let refusal = tokio::select! {
-        biased;
-        // A refusal is recorded before the watcher purges, so a record purged
-        // because of it finds it here even when its delivery report came first.
-        outcome = &mut delivery => return outcome_of(outcome, refused.now()),
-        refusal = refused.refused() => refusal,
-    };
-    let Some(refusal) = refusal else {
-        // The client went away without a refusal; its drop resolves the delivery.
-        return outcome_of(delivery.await, None);
-    };
-    outcome_of(delivery.await, Some(refusal))
+    let outcome = delivery.await;
+    outcome_of(outcome, auth.refused())
 }
 
 /// `Canceled`: the client dropped the record's delivery report.
@@ -222,10 +217,10 @@ impl KafkaProducer {
             .iter()
             .map(|r| {
                 let record = FutureRecord::<(), [u8]>::to(&r.topic).payload(&r.body[..]);
-                let refused = auth.subscribe();
                 match producer.send_result(record) {
                     Ok(delivery) => Ok(PendingDelivery::Pending(Box::pin(delivered(
-                        delivery, refused,
+                        delivery,
+                        auth.clone(),
                     )))),
                     Err((error, _record)) => Err(errors::send_refused(&r.topic, error)),
                 }
@@ -244,15 +239,16 @@ impl KafkaProducer {
         }
         let open = self.producer()?;
         if self.admin.enabled() {
-            let refused = open.auth.subscribe();
             if let [one] = batch {
                 // The usual single send: no list of topics to build.
                 self.admin
-                    .ensure_unless_refused(std::slice::from_ref(&one.topic), refused)
+                    .ensure_unless_refused(std::slice::from_ref(&one.topic), &open.auth)
                     .await?;
             } else {
                 let topics: Vec<&str> = batch.iter().map(|r| &*r.topic).collect();
-                self.admin.ensure_unless_refused(&topics, refused).await?;
+                self.admin
+                    .ensure_unless_refused(&topics, &open.auth)
+                    .await?;
             }
         }
         Ok(open)
@@ -261,8 +257,8 @@ impl KafkaProducer {
     /// What tells when the broker refuses the producer's credentials (the producer is
     /// created now if need be: it connects at once, so a refusal comes within a round
     /// trip). The driver's admin requests use the same credentials.
-    pub(crate) fn credentials(&self) -> Result<AuthWait> {
-        Ok(self.producer()?.auth.subscribe())
+    pub(crate) fn credentials(&self) -> Result<Arc<AuthWatch>> {
+        Ok(self.producer()?.auth)
     }
 
     /// Refuse new sends, flush within `timeout`, purge and count what is left.

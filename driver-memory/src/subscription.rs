@@ -100,7 +100,7 @@ impl MemorySubscription {
             let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
             out.push(ReceivedRecord {
                 tag: DeliveryTag(tag),
-                topic: entry.topic.to_string(),
+                topic: entry.topic.clone(),
                 body: entry.body.clone(),
             });
             inflight.insert(tag, (idx, entry));

@@ -66,7 +66,7 @@ pub(crate) struct Plan {
 #[derive(Debug)]
 pub(crate) struct Delivered {
     pub(crate) tag: u64,
-    pub(crate) routing_key: String,
+    pub(crate) routing_key: Arc<str>,
     pub(crate) body: Bytes,
 }
 
@@ -425,6 +425,7 @@ async fn run(
 ) {
     static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
     let mut settling = Settling::new();
+    let mut last_key: Option<Arc<str>> = None;
     let mut current = Some(first);
     let mut attempt = 0u32;
     let mut depth_every = tokio::time::interval(DEPTH_EVERY);
@@ -492,9 +493,14 @@ async fn run(
                             raw
                         }
                     };
+                    // A consumer sees few routing keys: the last one's name is shared.
+                    let routing_key = match &last_key {
+                        Some(k) if **k == *d.routing_key.as_str() => k.clone(),
+                        _ => last_key.insert(Arc::from(d.routing_key.as_str())).clone(),
+                    };
                     let delivered = Delivered {
                         tag,
-                        routing_key: d.routing_key.to_string(),
+                        routing_key,
                         body,
                     };
                     if channels.deliveries.send(delivered).is_err() {

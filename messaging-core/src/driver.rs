@@ -156,8 +156,9 @@ pub struct DeliveryTag(pub u64);
 pub struct ReceivedRecord {
     /// Its tag, for [`Subscription::ack`] and [`Subscription::requeue`].
     pub tag: DeliveryTag,
-    /// The full topic name it came from.
-    pub topic: String,
+    /// The full topic name it came from (shared: a driver hands out the same name
+    /// for every record of a topic).
+    pub topic: Arc<str>,
     /// The encoded notification.
     pub body: Bytes,
 }

@@ -27,6 +27,8 @@ use crate::offsets::{Fetched, TopicPartition};
 const MAX_POLL_SLICE: Duration = Duration::from_millis(100);
 /// Deadline for broker queries made during a rebalance (committed offsets, times).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most records taken from librdkafka between two looks at the shared state.
+const FETCH_BATCH: usize = 256;
 /// A consumer whose buffer stayed full this long pauses its partitions.
 const STALLED_AFTER: Duration = Duration::from_secs(2);
 
@@ -301,6 +303,8 @@ struct Worker {
 impl Worker {
     fn run(mut self) -> Result<()> {
         let poll = self.settings.poll.min(MAX_POLL_SLICE);
+        let mut fetched: Vec<(TopicPartition, i64, Bytes)> = Vec::with_capacity(FETCH_BATCH);
+        let mut last: Option<TopicPartition> = None;
         while !self.shared.stopping() {
             if self.shared.auth.refused().is_some() {
                 tracing::error!(group = %self.settings.group, "the broker refused the consumer's credentials; closing it");
@@ -309,41 +313,88 @@ impl Worker {
             self.store_offsets();
             self.seek_requeued();
             // Full: a keep-alive poll only (rebalances, max.poll.interval.ms).
-            let full = self.wait_for_room(poll);
-            match self.consumer.poll(if full { Duration::ZERO } else { poll }) {
-                None => {}
+            let room = self.wait_for_room(poll);
+            self.fetch(room, poll, &mut last, &mut fetched);
+            if !fetched.is_empty() {
+                self.buffer(&mut fetched);
+            }
+        }
+        self.close()
+    }
+
+    /// Take what librdkafka has: the first poll waits up to `poll` (not at all
+    /// without `room`), the next ones take only what is already fetched, up to `room`
+    /// and [`FETCH_BATCH`] records, so that the shared state is locked and the listener
+    /// woken once per batch, not per record. `last` keeps the partition of the last
+    /// record, whose shared name the next records of that partition reuse.
+    fn fetch(
+        &mut self,
+        room: usize,
+        poll: Duration,
+        last: &mut Option<TopicPartition>,
+        fetched: &mut Vec<(TopicPartition, i64, Bytes)>,
+    ) {
+        let want = room.clamp(1, FETCH_BATCH);
+        let mut wait = if room == 0 { Duration::ZERO } else { poll };
+        while fetched.len() < want {
+            match self.consumer.poll(wait) {
+                None => return,
                 Some(Ok(message)) => {
-                    let tp = TopicPartition::new(message.topic(), message.partition());
-                    let mut st = self.shared.lock();
-                    if !st.tracker.is_assigned(&tp) {
-                        continue;
-                    }
-                    if let Fetched::Deliver(tag) = st.tracker.fetched(&tp, message.offset()) {
-                        // A null value is delivered as an empty body (the core skips it).
-                        let body = message
-                            .payload()
-                            .map(Bytes::copy_from_slice)
-                            .unwrap_or_default();
-                        st.buffer.push_back(Buffered {
-                            record: ReceivedRecord {
-                                tag,
-                                topic: tp.topic.to_string(),
-                                body,
-                            },
-                            tp,
-                        });
-                        drop(st);
-                        self.shared.arrived.notify_one();
-                    }
+                    let tp = match last {
+                        Some(tp)
+                            if tp.partition == message.partition()
+                                && *tp.topic == *message.topic() =>
+                        {
+                            tp.clone()
+                        }
+                        _ => last
+                            .insert(TopicPartition::new(message.topic(), message.partition()))
+                            .clone(),
+                    };
+                    // A null value is delivered as an empty body (the core skips it).
+                    let body = message
+                        .payload()
+                        .map(Bytes::copy_from_slice)
+                        .unwrap_or_default();
+                    fetched.push((tp, message.offset(), body));
                 }
                 Some(Err(e)) => {
                     if let Some(occurrences) = self.errors.admit(&e.to_string(), Instant::now()) {
                         tracing::warn!(group = %self.settings.group, error = %e, occurrences, "consumer error; still consuming");
                     }
+                    return;
+                }
+            }
+            wait = Duration::ZERO;
+        }
+    }
+
+    /// Hand `fetched` to the listener (what the tracker says to deliver), under one
+    /// lock, with one wake-up.
+    fn buffer(&self, fetched: &mut Vec<(TopicPartition, i64, Bytes)>) {
+        let mut delivered = false;
+        {
+            let mut st = self.shared.lock();
+            for (tp, offset, body) in fetched.drain(..) {
+                if !st.tracker.is_assigned(&tp) {
+                    continue;
+                }
+                if let Fetched::Deliver(tag) = st.tracker.fetched(&tp, offset) {
+                    st.buffer.push_back(Buffered {
+                        record: ReceivedRecord {
+                            tag,
+                            topic: tp.topic.clone(),
+                            body,
+                        },
+                        tp,
+                    });
+                    delivered = true;
                 }
             }
         }
-        self.close()
+        if delivered {
+            self.shared.arrived.notify_one();
+        }
     }
 
     fn store_offsets(&self) {
@@ -388,13 +439,13 @@ impl Worker {
 
     /// Flow control: while `max_poll_records` fetched records wait for the listener,
     /// wait (up to one poll slice) for it to take some instead of fetching more. Returns
-    /// whether the buffer is still full. A consumer full for a long time pauses its
+    /// how many more records the buffer has room for (0: still full). A consumer full for a long time pauses its
     /// partitions, so that it stops taking even the one record per slice that its
     /// keep-alive poll may return; pausing is avoided otherwise, as resuming costs a
     /// fetch round trip.
-    fn wait_for_room(&mut self, slice: Duration) -> bool {
+    fn wait_for_room(&mut self, slice: Duration) -> usize {
         let high = self.settings.max_buffered;
-        let (full, changed) = {
+        let (room, changed) = {
             let st = self.shared.lock();
             let (mut st, _) = self
                 .shared
@@ -404,28 +455,29 @@ impl Worker {
                 })
                 .unwrap_or_else(|e| e.into_inner());
             (
-                st.buffer.len() >= high,
+                high.saturating_sub(st.buffer.len()),
                 std::mem::take(&mut st.assignment_changed),
             )
         };
+        let full = room == 0;
         let now = Instant::now();
         let pause = if full {
             let since = *self.full_since.get_or_insert(now);
             let stalled = now.duration_since(since) >= STALLED_AFTER;
             if !stalled || (self.paused && !changed) {
-                return full;
+                return room;
             }
             true
         } else {
             self.full_since = None;
             if !self.paused {
-                return full;
+                return room;
             }
             false
         };
         let assignment = match self.consumer.assignment() {
             Ok(a) => a,
-            Err(_) => return full,
+            Err(_) => return room,
         };
         let result = if pause {
             self.consumer.pause(&assignment)
@@ -441,7 +493,7 @@ impl Worker {
                 tracing::debug!(group = %self.settings.group, error = %e, "could not pause/resume")
             }
         }
-        full
+        room
     }
 
     /// Store the last acknowledgements and leave the group: librdkafka revokes the

@@ -115,7 +115,10 @@ pub async fn receive_ack_and_close(h: Harness) {
     send_all(&t, &topic, numbers(0..10)).await;
     let got = receive_n(&h, sub.as_ref(), 10).await;
     assert_eq!(sorted(bodies(&got)), numbers(0..10).collect::<Vec<_>>());
-    assert!(got.iter().all(|r| r.topic == topic), "topic of each record");
+    assert!(
+        got.iter().all(|r| *r.topic == *topic),
+        "topic of each record"
+    );
     let distinct: HashSet<DeliveryTag> = got.iter().map(|r| r.tag).collect();
     assert_eq!(distinct.len(), 10, "each record has its own tag");
     sub.ack(&tags(&got)).await.expect("ack");
