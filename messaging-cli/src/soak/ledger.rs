@@ -116,6 +116,8 @@ pub(crate) struct Ledger {
     windows: Vec<Window>,
     overall: Histogram<u64>,
     handled: Vec<u64>,
+    /// When each member first handled a message, seconds into the soak.
+    first_handled: BTreeMap<u32, f64>,
 }
 
 impl Ledger {
@@ -134,7 +136,17 @@ impl Ledger {
             overall: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("valid histogram bounds"),
             handled: vec![0; pools],
+            first_handled: BTreeMap::new(),
         }
+    }
+
+    /// When each member process (by its label, `member-ID`) first handled a message,
+    /// in seconds into the soak: its working memory grows from then on.
+    pub(crate) fn active_since(&self) -> BTreeMap<String, f64> {
+        self.first_handled
+            .iter()
+            .map(|(member, at)| (format!("member-{member}"), *at))
+            .collect()
     }
 
     /// Seconds since the soak started.
@@ -174,6 +186,8 @@ impl Ledger {
     /// Count one handling: the first in its pool counts as received (with its
     /// latency); a later one is a duplicate, attributed to a fault.
     pub(crate) fn handled(&mut self, h: Handling) {
+        let at = h.handled_us.saturating_sub(self.started_us) as f64 / 1e6;
+        self.first_handled.entry(h.member).or_insert(at);
         let Some(slots) = self
             .slots
             .get_mut(h.pool)

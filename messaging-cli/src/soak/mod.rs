@@ -551,9 +551,15 @@ async fn fault_schedule(
 }
 
 /// The growth of each process's resident memory after its warm-up, and its peak.
+///
+/// A process's warm-up starts when it is first seen or, for a member, when it first
+/// handled a message (`active_since`), whichever is later: a member that waited idle
+/// (more members than partitions) and took over partitions later fills its fetch
+/// queues then, which is its working set, not growth.
 fn memory_figures(
     windows: &[Window],
     warm_up_secs: f64,
+    active_since: &BTreeMap<String, f64>,
 ) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
     let mut first_seen: BTreeMap<&str, f64> = BTreeMap::new();
     let mut baseline: BTreeMap<String, f64> = BTreeMap::new();
@@ -561,7 +567,8 @@ fn memory_figures(
     let mut peak: BTreeMap<String, f64> = BTreeMap::new();
     for w in windows {
         for (label, mib) in &w.rss_mib {
-            let since = *first_seen.entry(label.as_str()).or_insert(w.end_secs);
+            let seen = *first_seen.entry(label.as_str()).or_insert(w.end_secs);
+            let since = active_since.get(label).map_or(seen, |a| a.max(seen));
             let p = peak.entry(label.clone()).or_insert(0.0);
             *p = p.max(*mib);
             if w.end_secs - since < warm_up_secs {
@@ -595,7 +602,7 @@ fn report(
     let lost = l.missing_total();
     let (p50, p99) = l.latency_ms();
     let warm_up = (a.duration.as_secs_f64() / 5.0).min(60.0);
-    let (growth, peak) = memory_figures(l.windows(), warm_up);
+    let (growth, peak) = memory_figures(l.windows(), warm_up, &l.active_since());
     let mut r = SoakReport {
         url: messaging_core::TransportUrl::parse(url)
             .map_or_else(|_| "?".to_owned(), |u| u.to_string()),
@@ -663,4 +670,49 @@ fn print_summary(r: &SoakReport) {
     );
     println!("  member logs in {}", r.member_logs);
     println!("  {}", if r.ok { "OK" } else { "FAILED" });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(end_secs: f64, rss: &[(&str, f64)]) -> Window {
+        Window {
+            end_secs,
+            sent: 0,
+            handled: 0,
+            latency_p50_ms: 0.0,
+            latency_p99_ms: 0.0,
+            rss_mib: rss.iter().map(|(l, m)| ((*l).to_owned(), *m)).collect(),
+        }
+    }
+
+    /// Regression: a standby member idle for its first windows (25 MiB) that took over
+    /// partitions later (104 MiB) was reported as 79 MiB of growth and failed the CI soak.
+    #[test]
+    fn memory_growth_counts_from_when_a_member_became_active() {
+        let windows: Vec<Window> = [25.0, 25.4, 25.4, 104.0, 102.0, 103.0, 102.5]
+            .iter()
+            .enumerate()
+            .map(|(i, mib)| {
+                let t = 10.0 * (i + 1) as f64;
+                window(
+                    t,
+                    &[("member-3", *mib), ("member-1", 100.0 + 5.0 * i as f64)],
+                )
+            })
+            .collect();
+        let active: BTreeMap<String, f64> =
+            [("member-3".to_owned(), 35.0), ("member-1".to_owned(), 1.0)].into();
+        let (growth, peak) = memory_figures(&windows, 12.0, &active);
+        assert!(growth["member-3"] < 2.0, "{growth:?}");
+        assert_eq!(peak["member-3"], 104.0);
+        // A member that keeps growing while active still shows its growth.
+        assert_eq!(growth["member-1"], 20.0, "{growth:?}");
+        let (idle_counted, _) = memory_figures(&windows, 12.0, &BTreeMap::new());
+        assert!(
+            idle_counted["member-3"] > 64.0,
+            "without it: {idle_counted:?}"
+        );
+    }
 }
