@@ -83,7 +83,8 @@ pub(crate) struct SoakArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     window: Duration,
     /// Resident memory a process may grow by after its warm-up (the first fifth of
-    /// the soak, at most 60 s) before the soak fails.
+    /// the soak, at most 60 s; for a member, from when it first handled a message)
+    /// before the soak fails.
     #[arg(long, default_value_t = 64.0)]
     rss_growth_limit_mib: f64,
     /// The Tansu control script (for the soak's own broker).
