@@ -84,6 +84,38 @@ pub(crate) struct RawReport {
     pub(crate) end_to_end_per_sec: f64,
 }
 
+/// The body of the one record a baseline sends and consumes before its clock starts
+/// (its timed records are all `x`).
+pub(crate) const WARM_UP: &[u8] = b"warm-up";
+
+/// The consumer's side of the warm-up: sends once when it has seen [`WARM_UP`].
+pub(crate) type WarmedUp = tokio::sync::oneshot::Sender<()>;
+
+/// The measuring side of the warm-up: waits for the consumer's [`WarmedUp`].
+pub(crate) struct WarmUpSeen(tokio::sync::oneshot::Receiver<()>);
+
+/// A pair to tell the measuring side that the consumer has seen the warm-up record.
+pub(crate) fn warm_up_signal() -> (WarmedUp, WarmUpSeen) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    (tx, WarmUpSeen(rx))
+}
+
+impl WarmUpSeen {
+    /// Wait up to `timeout` for the consumer to see the warm-up record.
+    pub(crate) async fn wait(self, timeout: Duration) -> Result<()> {
+        match tokio::time::timeout(timeout, self.0).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::new(
+                ErrorKind::Internal,
+                "raw baseline: the consumer ended before the warm-up record",
+            )),
+            Err(_) => Err(Error::timeout(format!(
+                "raw baseline: the warm-up record was not consumed within {timeout:?}"
+            ))),
+        }
+    }
+}
+
 /// Wait up to `timeout` for a baseline's consumer task, which returns how many
 /// records it consumed.
 pub(crate) async fn consumed_within(

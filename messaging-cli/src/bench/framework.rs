@@ -81,7 +81,12 @@ fn progress(count: u64) -> ProgressBar {
     bar
 }
 
-/// Run the notify-to-handler benchmark on `url`.
+/// The event type of the one notification sent and handled before the clock starts.
+const WARM_UP_EVENT: &str = "bench.warm-up";
+
+/// Run the notify-to-handler benchmark on `url`: one warm-up notification handled
+/// first (not timed: the first connection, a consumer group's join), then `count`
+/// timed ones.
 pub(crate) async fn measure(
     url: &str,
     count: u64,
@@ -95,14 +100,20 @@ pub(crate) async fn measure(
     let latencies = Arc::new(LatencyCounts::new(600_000_000));
     let handled = Arc::new(AtomicU64::new(0));
     let all_done = Arc::new(Notify::new());
+    let warmed_up = Arc::new(Notify::new());
     let origin = Instant::now();
     let bar = progress(count);
     let endpoint = {
         let latencies = latencies.clone();
         let handled = handled.clone();
         let all_done = all_done.clone();
+        let warmed_up = warmed_up.clone();
         let bar = bar.clone();
         NotificationEndpoint::from_fn(move |n| {
+            if n.event_type == WARM_UP_EVENT {
+                warmed_up.notify_one();
+                return futures::future::ready(Ok(HandlerOutcome::Handled));
+            }
             let now = origin.elapsed().as_micros() as u64;
             let sent = n.payload_as::<SentAt>().map_or(now, |p| p.t);
             latencies.record(now.saturating_sub(sent));
@@ -113,7 +124,7 @@ pub(crate) async fn measure(
             if done == count {
                 all_done.notify_one();
             }
-            async { Ok(HandlerOutcome::Handled) }
+            futures::future::ready(Ok(HandlerOutcome::Handled))
         })
     };
     let listener = NotificationListener::builder(&transport)
@@ -139,6 +150,19 @@ pub(crate) async fn measure(
         &BenchPayload { t: 0, pad: &pad },
     )?)?
     .len();
+    // Not timed: the first connection and a consumer group's join.
+    notifier
+        .info(&ctx, WARM_UP_EVENT, &BenchPayload { t: 0, pad: "" })
+        .await?
+        .delivered()
+        .await?;
+    tokio::time::timeout(timeout, warmed_up.notified())
+        .await
+        .map_err(|_| {
+            Error::timeout(format!(
+                "the warm-up notification was not handled within {timeout:?}"
+            ))
+        })?;
     let started = Instant::now();
     // Reserved up front as the raw baseline reserves its delivery futures.
     let mut pending = Vec::with_capacity(usize::try_from(count).unwrap_or(0));

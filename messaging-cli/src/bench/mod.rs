@@ -26,7 +26,9 @@ pub(crate) struct BenchArgs {
     /// Transport URL.
     #[arg(long, default_value = "memory://bench", env = "MESSAGING_URL")]
     url: String,
-    /// Notifications to send.
+    /// Notifications to send and time. One more is sent and handled first, untimed, so
+    /// that a first connection or a consumer group's join is not measured (the raw
+    /// baselines do the same).
     #[arg(long, default_value_t = 200_000)]
     count: u64,
     /// Payload size in bytes (the JSON payload is padded to about this size).

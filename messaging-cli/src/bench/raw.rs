@@ -1,6 +1,8 @@
 //! The raw rdkafka baseline of `messaging bench --raw`: the same number of records of
 //! the same size, produced and consumed with rdkafka directly and the same client
-//! settings as the framework's Kafka driver, timed the same way.
+//! settings as the framework's Kafka driver, timed the same way: the clock starts
+//! once one warm-up record has been produced and consumed (the consumer group has
+//! joined), as the framework side's starts once a warm-up notification is handled.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 
-use super::compare::{consumed_within, RawReport};
+use super::compare::{consumed_within, warm_up_signal, RawReport, WARM_UP};
 
 fn kafka_error(what: &str, e: rdkafka::error::KafkaError) -> Error {
     Error::new(ErrorKind::Transport, format!("raw baseline: {what}")).with_source(e)
@@ -55,22 +57,38 @@ pub(crate) async fn measure(
         .subscribe(&[&topic])
         .map_err(|e| kafka_error("subscribe", e))?;
 
+    let (warmed_up, warm_up_seen) = warm_up_signal();
     let consume = tokio::spawn(async move {
         let mut seen = 0u64;
+        let mut warmed_up = Some(warmed_up);
         let mut stream = consumer.stream();
         while seen < count {
             match stream.next().await {
-                Some(Ok(m)) => {
-                    if m.payload().is_some() {
-                        seen += 1;
+                Some(Ok(m)) => match m.payload() {
+                    Some(WARM_UP) => {
+                        if let Some(tx) = warmed_up.take() {
+                            let _ = tx.send(());
+                        }
                     }
-                }
+                    Some(_) => seen += 1,
+                    None => {}
+                },
                 Some(Err(e)) => tracing::warn!(error = %e, "raw baseline consumer"),
                 None => break,
             }
         }
         seen
     });
+
+    // Not timed: the consumer group's join (as on the framework side).
+    producer
+        .send(
+            FutureRecord::<(), [u8]>::to(&topic).payload(WARM_UP),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| kafka_error("warm-up", e))?;
+    warm_up_seen.wait(timeout).await?;
 
     let body = vec![b'x'; record_bytes.max(1)];
     let started = Instant::now();

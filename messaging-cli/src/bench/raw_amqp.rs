@@ -6,10 +6,12 @@
 //! Like the driver: a consumer connection (prefetch as the driver's, the topic
 //! exchange and a queue named like the routing key declared as the driver declares
 //! them, not timed) acknowledging every delivery on a task of its own (the
-//! deliveries waiting at once together), then, timed, a publisher
-//! connection opened with confirms on (the driver connects on its first send), the
-//! same declarations once, and every record published to the topic exchange,
-//! mandatory, with the driver's properties (persistent), every confirm awaited.
+//! deliveries waiting at once together), a publisher connection opened with
+//! confirms on, the same declarations once, and one warm-up record published and
+//! consumed (not timed either: the framework side also sends and handles one
+//! notification first, which opens the driver's publisher connection); then, timed,
+//! every record published to the topic exchange, mandatory, with the driver's
+//! properties (persistent), every confirm awaited.
 //! Notify: every `basic_publish` returned; delivered: every confirm an ack;
 //! end to end: every record consumed.
 
@@ -23,10 +25,12 @@ use lapin::options::{
 };
 use lapin::tcp::OwnedTLSConfig;
 use lapin::types::FieldTable;
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
+};
 use messaging_core::{Error, ErrorKind, Result, TransportUrl};
 
-use super::compare::{consumed_within, RawReport};
+use super::compare::{consumed_within, warm_up_signal, RawReport, WARM_UP};
 
 fn amqp_error(what: &str, e: lapin::Error) -> Error {
     Error::new(ErrorKind::Transport, format!("raw baseline: {what}: {e}")).with_source(e)
@@ -86,6 +90,46 @@ async fn declare(ch: &Channel, s: &driver_rabbit::ClientSettings, queue: &str) -
     .map_err(|e| amqp_error("bind the queue", e))
 }
 
+/// Publish `body` as the driver publishes a notification to `routing_key`:
+/// mandatory, with the driver's properties.
+async fn publish(
+    ch: &Channel,
+    s: &driver_rabbit::ClientSettings,
+    routing_key: &str,
+    body: &[u8],
+) -> lapin::Result<PublisherConfirm> {
+    ch.basic_publish(
+        s.exchange.as_str().into(),
+        routing_key.into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        },
+        body,
+        s.properties.clone(),
+    )
+    .await
+}
+
+/// An error unless the broker acknowledged the record into a queue.
+fn confirmed(confirmation: Confirmation) -> Result<()> {
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(Error::new(
+            ErrorKind::DeliveryFailed,
+            "raw baseline: a record was returned (no queue)",
+        )),
+        Confirmation::Nack(_) => Err(Error::new(
+            ErrorKind::DeliveryFailed,
+            "raw baseline: a record was refused (nack)",
+        )),
+        Confirmation::NotRequested => Err(Error::new(
+            ErrorKind::Internal,
+            "raw baseline: publisher confirms are off",
+        )),
+    }
+}
+
 /// Publish `count` records of `record_bytes` bytes to a fresh queue and consume them.
 pub(crate) async fn measure(
     url: &str,
@@ -134,12 +178,20 @@ pub(crate) async fn measure(
             batch.clear();
         }
     });
+    let (warmed_up, warm_up_seen) = warm_up_signal();
     let consume = tokio::spawn(async move {
         let mut seen = 0u64;
+        let mut warmed_up = Some(warmed_up);
         while seen < count {
             match consumer.next().await {
                 Some(Ok(d)) => {
-                    seen += 1;
+                    if d.data == WARM_UP {
+                        if let Some(tx) = warmed_up.take() {
+                            let _ = tx.send(());
+                        }
+                    } else {
+                        seen += 1;
+                    }
                     let _ = ack_tx.send(d.acker);
                 }
                 Some(Err(e)) => {
@@ -152,8 +204,8 @@ pub(crate) async fn measure(
         seen
     });
 
-    let body = vec![b'x'; record_bytes.max(1)];
-    let started = Instant::now();
+    // Not timed, as on the framework side: the publisher's connection (the driver
+    // connects on its first send) and one record published and consumed.
     let publisher_connection = connect(&s).await?;
     let pch = publisher_connection
         .create_channel()
@@ -163,46 +215,24 @@ pub(crate) async fn measure(
         .await
         .map_err(|e| amqp_error("confirm_select", e))?;
     declare(&pch, &s, &queue).await?;
+    let warm_up = publish(&pch, &s, &queue, WARM_UP)
+        .await
+        .map_err(|e| amqp_error("warm-up", e))?;
+    confirmed(warm_up.await.map_err(|e| amqp_error("warm-up", e))?)?;
+    warm_up_seen.wait(timeout).await?;
+
+    let body = vec![b'x'; record_bytes.max(1)];
+    let started = Instant::now();
     let mut confirms = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     for _ in 0..count {
-        let confirm = pch
-            .basic_publish(
-                s.exchange.as_str().into(),
-                queue.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &body,
-                s.properties.clone(),
-            )
+        let confirm = publish(&pch, &s, &queue, &body)
             .await
             .map_err(|e| amqp_error("publish", e))?;
         confirms.push(confirm);
     }
     let produce_secs = started.elapsed().as_secs_f64();
     for c in confirms {
-        match c.await.map_err(|e| amqp_error("confirm", e))? {
-            Confirmation::Ack(None) => {}
-            Confirmation::Ack(Some(_)) => {
-                return Err(Error::new(
-                    ErrorKind::DeliveryFailed,
-                    "raw baseline: a record was returned (no queue)",
-                ))
-            }
-            Confirmation::Nack(_) => {
-                return Err(Error::new(
-                    ErrorKind::DeliveryFailed,
-                    "raw baseline: a record was refused (nack)",
-                ))
-            }
-            Confirmation::NotRequested => {
-                return Err(Error::new(
-                    ErrorKind::Internal,
-                    "raw baseline: publisher confirms are off",
-                ))
-            }
-        }
+        confirmed(c.await.map_err(|e| amqp_error("confirm", e))?)?;
     }
     let delivered_secs = started.elapsed().as_secs_f64();
     let consumed = consumed_within(consume, timeout).await?;
