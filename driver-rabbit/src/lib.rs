@@ -212,6 +212,7 @@ impl DriverFactory for RabbitDriverFactory {
             n => n,
         };
         Ok(Arc::new(RabbitDriver {
+            exchange: Arc::from(config.exchange.as_str()),
             rpc: Arc::new(rpc::RabbitRpc {
                 connector: connector.clone(),
                 publisher: publisher.clone(),
@@ -246,6 +247,8 @@ pub fn register() {
 #[derive(Debug)]
 pub struct RabbitDriver {
     config: Arc<RabbitConfig>,
+    /// The notifications' exchange (`control_exchange`), shared by every message.
+    exchange: Arc<str>,
     connector: Arc<Connector>,
     publisher: Arc<Publisher>,
     rpc: Arc<rpc::RabbitRpc>,
@@ -289,7 +292,7 @@ impl Driver for RabbitDriver {
                 .map(|_| Err(Error::closed(e.message())))
                 .collect();
         }
-        let exchange = self.config.exchange.as_str();
+        let exchange = &self.exchange;
         let publications: Vec<Publication<'_>> = batch
             .iter()
             .map(|r| Publication {
@@ -299,8 +302,8 @@ impl Driver for RabbitDriver {
                 mandatory: true,
                 expiration: None,
                 needs: Needs::QueueFor {
-                    exchange: exchange.to_owned(),
-                    key: r.topic.to_string(),
+                    exchange: exchange.clone(),
+                    key: r.topic.clone(),
                 },
             })
             .collect();

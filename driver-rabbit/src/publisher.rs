@@ -24,7 +24,9 @@ pub(crate) enum Needs {
     Nothing,
     /// The topic exchange and a lasting queue named like the key, bound with it
     /// (oslo's notifier and this driver's requests: a message waits for its consumer).
-    QueueFor { exchange: String, key: String },
+    /// Shared names: a notification's are those of its record and its driver, not
+    /// copied per message.
+    QueueFor { exchange: Arc<str>, key: Arc<str> },
     /// A fanout exchange.
     FanoutExchange(String),
 }
@@ -208,9 +210,16 @@ impl Publisher {
                     break;
                 }
             };
+            let (body, props) = match body_and_properties(p, self.connector.config.compress) {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
             // The frames are queued now (in the batch's order); a message refused at
             // once (the channel is not connected) is not sent.
-            let handed = match queue_frames(hand_over(channel, p, self.connector.config.compress)) {
+            let handed = match queue_frames(hand_over(channel, p, body, props)) {
                 Ok(handed) => handed,
                 Err(e) => {
                     self.forget(generation).await;
@@ -266,7 +275,7 @@ async fn declare_needs(connector: &Connector, link: &mut Link, p: &Publication<'
             Needs::Nothing => {}
             Needs::QueueFor { exchange, key } => {
                 t.topic_exchange(exchange).await?;
-                t.lasting_queue(key, exchange, &[key]).await?;
+                t.lasting_queue(key, exchange, &[&**key]).await?;
             }
             Needs::FanoutExchange(x) => t.fanout_exchange(x).await?,
         }
@@ -288,32 +297,36 @@ fn queue_frames(
     }
 }
 
-/// The publish of `p` on `channel`, owning what it needs: its frames are queued
-/// when it is first polled, and it resolves once lapin's I/O loop wrote them.
+/// The body to publish for `p` (compressed, with its header, when `compress`) and
+/// its properties. A message that cannot be compressed is refused on its own: the
+/// connection is not at fault.
+fn body_and_properties(p: &Publication<'_>, compress: bool) -> Result<(Bytes, BasicProperties)> {
+    let props = properties(p.expiration);
+    if !compress {
+        return Ok((p.body.clone(), props));
+    }
+    let body = compression::compress(p.body)
+        .map_err(|e| Error::new(ErrorKind::Internal, "cannot compress a message").with_source(e))?;
+    Ok((
+        Bytes::from(body),
+        props.with_headers(compression::headers()),
+    ))
+}
+
+/// The publish of `p` (its `body` and `props`) on `channel`, owning what it needs:
+/// its frames are queued when it is first polled, and it resolves once lapin's I/O
+/// loop wrote them.
 fn hand_over(
     channel: Channel,
     p: &Publication<'_>,
-    compress: bool,
+    body: Bytes,
+    props: BasicProperties,
 ) -> BoxFuture<'static, lapin::Result<PublisherConfirm>> {
     let options = BasicPublishOptions {
         mandatory: p.mandatory,
         ..BasicPublishOptions::default()
     };
     let (exchange, key): (ShortString, ShortString) = (p.exchange.into(), p.routing_key.into());
-    let mut props = properties(p.expiration);
-    let body = if compress {
-        match compression::compress(p.body) {
-            Ok(body) => {
-                props = props.with_headers(compression::headers());
-                Bytes::from(body)
-            }
-            Err(e) => {
-                return Box::pin(std::future::ready(Err(lapin::Error::from(e))));
-            }
-        }
-    } else {
-        p.body.clone()
-    };
     Box::pin(async move {
         channel
             .basic_publish(exchange, key, options, &body, props)

@@ -82,7 +82,8 @@ struct Unsettled {
     tag: u64,
 }
 
-type Ackers = Arc<Mutex<HashMap<u64, Unsettled, foldhash::fast::RandomState>>>;
+/// The deliveries handed out and not yet settled, by the tag the inbox gave them.
+type UnsettledMap = Arc<Mutex<HashMap<u64, Unsettled, foldhash::fast::RandomState>>>;
 
 /// What to do with taken deliveries: handed to the consumer task, which settles
 /// them on its channel without holding up whoever asked.
@@ -96,7 +97,7 @@ enum Settle {
 #[derive(Debug)]
 pub(crate) struct Inbox {
     deliveries: tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivered>>,
-    ackers: Ackers,
+    unsettled: UnsettledMap,
     settle: mpsc::UnboundedSender<Settle>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -110,7 +111,7 @@ impl Inbox {
     pub(crate) async fn start(connector: Arc<Connector>, plan: Plan) -> Result<Inbox> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (settle, settlements) = mpsc::unbounded_channel();
-        let ackers = Ackers::default();
+        let unsettled = UnsettledMap::default();
         let (stop, stopped) = watch::channel(false);
         let first = Consumer::open(&connector, &plan).await?;
         let depth = Arc::new(QueueDepth::new(&plan.queues));
@@ -122,14 +123,14 @@ impl Inbox {
                 deliveries: tx,
                 settlements,
             },
-            ackers.clone(),
+            unsettled.clone(),
             stopped,
             depth.clone(),
         ));
         Ok(Inbox {
             depth,
             deliveries: tokio::sync::Mutex::new(rx),
-            ackers,
+            unsettled,
             settle,
             stop,
             task: Mutex::new(Some(task)),
@@ -161,9 +162,11 @@ impl Inbox {
     }
 
     /// The deliveries of `tags` (under one lock); a tag of a lost channel has none.
-    fn take_ackers(&self, tags: Vec<u64>) -> Vec<Unsettled> {
-        let mut ackers = self.ackers.lock().unwrap_or_else(|e| e.into_inner());
-        tags.into_iter().filter_map(|t| ackers.remove(&t)).collect()
+    fn take_unsettled(&self, tags: Vec<u64>) -> Vec<Unsettled> {
+        let mut unsettled = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+        tags.into_iter()
+            .filter_map(|t| unsettled.remove(&t))
+            .collect()
     }
 
     /// Acknowledge: the broker forgets the delivery. Returns at once: the consumer
@@ -171,19 +174,19 @@ impl Inbox {
     /// whose channel was lost meanwhile comes again (at least once); that is
     /// logged, not an error.
     pub(crate) fn ack(&self, tags: Vec<u64>) {
-        let ackers = self.take_ackers(tags);
-        if !ackers.is_empty() {
+        let taken = self.take_unsettled(tags);
+        if !taken.is_empty() {
             // The task is gone only once the inbox closed: its deliveries come again.
-            let _ = self.settle.send(Settle::Ack(ackers));
+            let _ = self.settle.send(Settle::Ack(taken));
         }
     }
 
     /// Reject with requeue: the broker delivers it again. Returns at once, as
     /// [`Inbox::ack`] does.
     pub(crate) fn requeue(&self, tags: Vec<u64>) {
-        let ackers = self.take_ackers(tags);
-        if !ackers.is_empty() {
-            let _ = self.settle.send(Settle::Requeue(ackers));
+        let taken = self.take_unsettled(tags);
+        if !taken.is_empty() {
+            let _ = self.settle.send(Settle::Requeue(taken));
         }
     }
 
@@ -219,20 +222,16 @@ type Deliveries =
 /// connection's I/O loop together (one hand-off, not one per delivery), then the
 /// results awaited.
 async fn settle_all(settle: Settle) {
-    let (ackers, requeue) = match &settle {
-        Settle::Ack(ackers) => (ackers, false),
-        Settle::Requeue(ackers) => (ackers, true),
+    let (deliveries, requeue) = match &settle {
+        Settle::Ack(deliveries) => (deliveries, false),
+        Settle::Requeue(deliveries) => (deliveries, true),
     };
-    let results = futures::future::join_all(ackers.iter().map(|a| {
-        let (channel, tag) = (a.channel.clone(), a.tag);
-        async move {
-            if requeue {
-                channel
-                    .basic_reject(tag, BasicRejectOptions { requeue: true })
-                    .await
-            } else {
-                channel.basic_ack(tag, BasicAckOptions::default()).await
-            }
+    let results = futures::future::join_all(deliveries.iter().map(|d| async move {
+        if requeue {
+            let options = BasicRejectOptions { requeue: true };
+            d.channel.basic_reject(d.tag, options).await
+        } else {
+            d.channel.basic_ack(d.tag, BasicAckOptions::default()).await
         }
     }))
     .await;
@@ -419,7 +418,7 @@ async fn run(
     plan: Plan,
     first: Consumer,
     mut channels: Channels,
-    ackers: Ackers,
+    unsettled_map: UnsettledMap,
     mut stopped: watch::Receiver<bool>,
     depth: Arc<QueueDepth>,
 ) {
@@ -478,7 +477,7 @@ async fn run(
                         channel: consumer.channel.clone(),
                         tag: d.delivery_tag,
                     };
-                    ackers
+                    unsettled_map
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(tag, unsettled);
@@ -532,7 +531,10 @@ async fn run(
         }
         // Deliveries of the lost channel cannot be acknowledged any more: the
         // broker delivers them again.
-        ackers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        unsettled_map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let _ = consumer.connection.close(200, "reconnecting".into()).await;
     }
 }

@@ -43,8 +43,8 @@ impl RpcDriver for RabbitRpc {
                 to.exchange.clone(),
                 to.topic.clone(),
                 Needs::QueueFor {
-                    exchange: to.exchange.clone(),
-                    key: to.topic.clone(),
+                    exchange: to.exchange.as_str().into(),
+                    key: to.topic.as_str().into(),
                 },
             ),
             RpcDelivery::Server(server) => {
@@ -53,8 +53,8 @@ impl RpcDriver for RabbitRpc {
                     to.exchange.clone(),
                     key.clone(),
                     Needs::QueueFor {
-                        exchange: to.exchange.clone(),
-                        key,
+                        exchange: to.exchange.as_str().into(),
+                        key: key.as_str().into(),
                     },
                 )
             }
