@@ -199,39 +199,40 @@ impl Notification {
 /// Format a time as oslo does: `YYYY-MM-DD HH:MM:SS.ffffff`, without the fraction
 /// when the microseconds are 0.
 pub fn format_timestamp(time: DateTime<Utc>) -> String {
-    use chrono::Datelike;
-    // Written digit by digit: chrono's strftime parses its pattern on every call,
-    // `write!` goes through the formatting machinery, and this runs once per
-    // notification.
-    fn digits(out: &mut [u8], mut value: u32) {
-        for slot in out.iter_mut().rev() {
-            *slot = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    }
     // Fields of the naive time: `DateTime`'s own accessors apply the (zero)
     // offset again on every call.
     let naive = time.naive_utc();
-    let year = naive.year();
-    if !(0..=9999).contains(&year) {
-        return format_timestamp_slow(time);
+    match prefix_of(&naive) {
+        Some(prefix) => timestamp_with(&prefix, (naive.nanosecond() % 1_000_000_000) / 1000),
+        None => format_timestamp_slow(time),
     }
-    let mut buf = *b"0000-00-00 00:00:00.000000";
-    digits(&mut buf[0..4], year as u32);
-    digits(&mut buf[5..7], naive.month());
-    digits(&mut buf[8..10], naive.day());
-    digits(&mut buf[11..13], naive.hour());
-    digits(&mut buf[14..16], naive.minute());
-    digits(&mut buf[17..19], naive.second());
-    let micros = (naive.nanosecond() % 1_000_000_000) / 1000;
-    let len = if micros == 0 {
-        19
-    } else {
-        digits(&mut buf[20..26], micros);
-        26
-    };
-    // Only ASCII digits and separators were written.
-    String::from_utf8(buf[..len].to_vec()).unwrap_or_default()
+}
+
+/// Write `value` into `out` as decimal digits, zero-padded to its length.
+///
+/// Digit by digit: chrono's strftime parses its pattern on every call, `write!`
+/// goes through the formatting machinery, and timestamps are written once per
+/// notification.
+fn write_digits(out: &mut [u8], mut value: u32) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of `naive` (`None` for a year that does not have four
+/// digits: [`format_timestamp_slow`] writes those).
+fn prefix_of(naive: &chrono::NaiveDateTime) -> Option<[u8; 19]> {
+    use chrono::Datelike;
+    let year = u32::try_from(naive.year()).ok().filter(|y| *y <= 9999)?;
+    let mut buf = *b"0000-00-00 00:00:00";
+    write_digits(&mut buf[0..4], year);
+    write_digits(&mut buf[5..7], naive.month());
+    write_digits(&mut buf[8..10], naive.day());
+    write_digits(&mut buf[11..13], naive.hour());
+    write_digits(&mut buf[14..16], naive.minute());
+    write_digits(&mut buf[17..19], naive.second());
+    Some(buf)
 }
 
 /// The current UTC time as [`format_timestamp`] writes it, for every notification
@@ -262,7 +263,7 @@ pub(crate) fn timestamp_now() -> String {
 /// have four digits: [`format_timestamp`] writes those).
 fn second_prefix(secs: u64) -> Option<[u8; 19]> {
     let time = DateTime::<Utc>::from_timestamp(i64::try_from(secs).ok()?, 0)?;
-    format_timestamp(time).as_bytes().try_into().ok()
+    prefix_of(&time.naive_utc())
 }
 
 /// A timestamp from its whole-second part and microseconds, as [`format_timestamp`]
@@ -274,11 +275,7 @@ fn timestamp_with(prefix: &[u8; 19], micros: u32) -> String {
         19
     } else {
         buf[19] = b'.';
-        let mut value = micros;
-        for slot in buf[20..26].iter_mut().rev() {
-            *slot = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
+        write_digits(&mut buf[20..26], micros);
         26
     };
     // Only ASCII digits and separators were written.

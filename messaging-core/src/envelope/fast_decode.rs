@@ -82,17 +82,15 @@ pub(super) fn unescape_contents(contents: &[u8]) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Build the notification from the fields read in place
-/// (`[message_id, publisher_id, event_type, priority, timestamp]`), with the checks
-/// of the serde path.
+/// Build the notification from the fields read in place before the payload
+/// (`[message_id, publisher_id, event_type, priority]`), the payload and what
+/// follows it, with the checks of the serde path.
 fn fields_to_notification(
-    text: [&str; 4],
-    timestamp: String,
+    head: [&str; 4],
     payload: Payload,
-    context: Option<Value>,
-    flat_context: Map<String, Value>,
+    after: AfterPayload,
 ) -> Result<Notification> {
-    let [message_id, publisher_id, event_type, priority] = text;
+    let [message_id, publisher_id, event_type, priority] = head;
     into_notification(WireRecord {
         version: None,
         message: None,
@@ -101,9 +99,9 @@ fn fields_to_notification(
         event_type: Some(event_type.to_owned()),
         priority: Some(Cow::Borrowed(priority)),
         payload: Some(payload),
-        timestamp: Some(timestamp),
-        context,
-        flat_context,
+        timestamp: Some(after.timestamp),
+        context: after.context,
+        flat_context: after.flat_context,
     })
 }
 
@@ -125,19 +123,11 @@ pub(crate) fn read_canonical_message(message: &str) -> Option<Result<Notificatio
     at += PAYLOAD.len();
     let payload = &message[at..];
     let payload = &payload[..raw_value_end(payload)?];
-    let (head, after) = read_after_payload(
-        [message_id, publisher_id, event_type, priority],
-        message,
-        at + payload.len(),
-    )?;
-    let timestamp = after.timestamp.to_owned();
-    let context = after.context;
+    let after = read_after_payload(message, at + payload.len())?;
     Some(fields_to_notification(
-        head,
-        timestamp,
+        [message_id, publisher_id, event_type, priority],
         Payload::trusted(payload.to_owned()),
-        context.context,
-        context.flat_context,
+        after,
     ))
 }
 
@@ -161,51 +151,34 @@ pub(crate) fn read_canonical_escaped(contents: &[u8]) -> Option<Result<Notificat
     let payload_end = raw_value_end(&rest)?;
     // The payload is the start of `rest`: it keeps that buffer (cut to its length)
     // once the fields after it are read, instead of being copied out.
-    let (head, after) = read_after_payload(
-        [message_id, publisher_id, event_type, priority],
-        &rest,
-        payload_end,
-    )?;
-    let timestamp = after.timestamp.to_owned();
-    let context = after.context;
+    let after = read_after_payload(&rest, payload_end)?;
     let mut payload = rest;
     payload.truncate(payload_end);
     Some(fields_to_notification(
-        head,
-        timestamp,
+        [message_id, publisher_id, event_type, priority],
         Payload::trusted(payload),
-        context.context,
-        context.flat_context,
+        after,
     ))
 }
 
 /// What follows the payload (see [`read_after_payload`]).
-struct AfterPayload<'a> {
-    timestamp: &'a str,
-    context: ContextRead,
-}
-
-/// The context, in either form (see [`read_after_payload`]).
-struct ContextRead {
+struct AfterPayload {
+    timestamp: String,
+    /// The `_context` object, if there is one.
     context: Option<Value>,
+    /// The `_context_<key>` keys.
     flat_context: Map<String, Value>,
 }
 
-/// The end both canonical readers share: after the fields before the payload
-/// (`[message_id, publisher_id, event_type, priority]`) and the payload, read up to
-/// `at` of `message`, the timestamp, the context and the closing brace. Returns
-/// `head` and what follows the payload.
+/// The end both canonical readers share: after the payload, which ends at `at` of
+/// `message`, the timestamp, the context and the closing brace.
 ///
 /// The context is either form, or both: after the timestamp come, in any order,
 /// `_context` (once: a second one is left to serde, which refuses it),
 /// `_unique_id` (a string without escapes, ignored) and `_context_<key>` keys
 /// (keys without escapes; the last of the same name wins, as on the serde path).
 /// Any other key sends the message down the serde path.
-fn read_after_payload<'h, 'a>(
-    head: [&'h str; 4],
-    message: &'a str,
-    mut at: usize,
-) -> Option<([&'h str; 4], AfterPayload<'a>)> {
+fn read_after_payload(message: &str, mut at: usize) -> Option<AfterPayload> {
     let timestamp = simple_string_after(message, &mut at, br#", "timestamp": "#)?;
     let mut context = None;
     let mut flat_context = Map::new();
@@ -224,16 +197,11 @@ fn read_after_payload<'h, 'a>(
             flat_context.insert(name.to_owned(), value);
         }
     }
-    Some((
-        head,
-        AfterPayload {
-            timestamp,
-            context: ContextRead {
-                context,
-                flat_context,
-            },
-        },
-    ))
+    Some(AfterPayload {
+        timestamp: timestamp.to_owned(),
+        context,
+        flat_context,
+    })
 }
 
 /// `key` at `*at` in escaped contents, then the rest of a string that needed no
