@@ -231,12 +231,7 @@ impl KafkaProducer {
     /// The producer, once the batch's topics exist (where the driver creates them).
     /// A producer whose credentials the broker refused is not handed out again.
     async fn ready_for(&self, batch: &[OutgoingRecord]) -> Result<Open> {
-        if matches!(
-            *self.state.lock().unwrap_or_else(|e| e.into_inner()),
-            State::Closed
-        ) {
-            return Err(Error::closed("kafka producer"));
-        }
+        // A closed producer is refused there.
         let open = self.producer()?;
         if self.admin.enabled() {
             if let [one] = batch {
