@@ -88,8 +88,18 @@ pub(crate) struct RawReport {
 /// (its timed records are all `x`).
 pub(crate) const WARM_UP: &[u8] = b"warm-up";
 
-/// The consumer's side of the warm-up: sends once when it has seen [`WARM_UP`].
-pub(crate) type WarmedUp = tokio::sync::oneshot::Sender<()>;
+/// The consumer's side of the warm-up: tells the measuring side once it has seen
+/// [`WARM_UP`].
+pub(crate) struct WarmedUp(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl WarmedUp {
+    /// The consumer saw the warm-up record (only the first time counts).
+    pub(crate) fn seen(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
 
 /// The measuring side of the warm-up: waits for the consumer's [`WarmedUp`].
 pub(crate) struct WarmUpSeen(tokio::sync::oneshot::Receiver<()>);
@@ -97,7 +107,7 @@ pub(crate) struct WarmUpSeen(tokio::sync::oneshot::Receiver<()>);
 /// A pair to tell the measuring side that the consumer has seen the warm-up record.
 pub(crate) fn warm_up_signal() -> (WarmedUp, WarmUpSeen) {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    (tx, WarmUpSeen(rx))
+    (WarmedUp(Some(tx)), WarmUpSeen(rx))
 }
 
 impl WarmUpSeen {

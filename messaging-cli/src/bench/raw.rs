@@ -57,19 +57,14 @@ pub(crate) async fn measure(
         .subscribe(&[&topic])
         .map_err(|e| kafka_error("subscribe", e))?;
 
-    let (warmed_up, warm_up_seen) = warm_up_signal();
+    let (mut warmed_up, warm_up_seen) = warm_up_signal();
     let consume = tokio::spawn(async move {
         let mut seen = 0u64;
-        let mut warmed_up = Some(warmed_up);
         let mut stream = consumer.stream();
         while seen < count {
             match stream.next().await {
                 Some(Ok(m)) => match m.payload() {
-                    Some(WARM_UP) => {
-                        if let Some(tx) = warmed_up.take() {
-                            let _ = tx.send(());
-                        }
-                    }
+                    Some(WARM_UP) => warmed_up.seen(),
                     Some(_) => seen += 1,
                     None => {}
                 },

@@ -178,17 +178,14 @@ pub(crate) async fn measure(
             batch.clear();
         }
     });
-    let (warmed_up, warm_up_seen) = warm_up_signal();
+    let (mut warmed_up, warm_up_seen) = warm_up_signal();
     let consume = tokio::spawn(async move {
         let mut seen = 0u64;
-        let mut warmed_up = Some(warmed_up);
         while seen < count {
             match consumer.next().await {
                 Some(Ok(d)) => {
                     if d.data == WARM_UP {
-                        if let Some(tx) = warmed_up.take() {
-                            let _ = tx.send(());
-                        }
+                        warmed_up.seen();
                     } else {
                         seen += 1;
                     }

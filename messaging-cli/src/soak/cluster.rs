@@ -11,7 +11,7 @@ use messaging_core::{Error, ErrorKind, Result};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::ledger::{Handling, Ledger};
+use super::ledger::{member_label, Handling, Ledger};
 
 fn failed(what: impl Into<String>) -> Error {
     Error::new(ErrorKind::Internal, what)
@@ -181,7 +181,7 @@ impl Members {
     pub(crate) fn pids(&self) -> BTreeMap<String, u32> {
         self.alive
             .iter()
-            .filter_map(|m| Some((format!("member-{}", m.id), m.child.id()?)))
+            .filter_map(|m| Some((member_label(m.id), m.child.id()?)))
             .collect()
     }
 

@@ -120,6 +120,11 @@ pub(crate) struct Ledger {
     first_handled: BTreeMap<u32, f64>,
 }
 
+/// How a member process is named in the report's memory figures: `member-ID`.
+pub(crate) fn member_label(id: u32) -> String {
+    format!("member-{id}")
+}
+
 impl Ledger {
     pub(crate) fn new(notifiers: usize, pools: usize) -> Ledger {
         Ledger {
@@ -145,7 +150,7 @@ impl Ledger {
     pub(crate) fn active_since(&self) -> BTreeMap<String, f64> {
         self.first_handled
             .iter()
-            .map(|(member, at)| (format!("member-{member}"), *at))
+            .map(|(member, at)| (member_label(*member), *at))
             .collect()
     }
 
